@@ -1,0 +1,12 @@
+"""invgc-faiss: drop-in faiss indexes that apply InvGC (inverse graph convolution) at add time.
+
+>>> index = invgc_faiss.InvGCIndex(faiss.IndexFlatIP(d), gallery_bank=Bg, query_bank=Bq)
+>>> index.add(xb); D, I = index.search(xq, 10)
+"""
+from .correction import InvGC
+from .index import InvGCIndex, index_factory
+from .persistence import read_index, write_index
+
+__version__ = "0.1.0"
+
+__all__ = ["InvGC", "InvGCIndex", "index_factory", "read_index", "write_index", "__version__"]

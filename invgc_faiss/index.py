@@ -1,0 +1,334 @@
+"""``InvGCIndex``: a genuine faiss index that applies InvGC to the gallery during ``add()``.
+
+``InvGCIndex`` subclasses ``faiss.IndexIDMap2`` around any inner faiss index. ``train``, ``add``
+and ``add_with_ids`` correct the vectors (:class:`invgc_faiss.correction.InvGC`) before the inner
+index sees them; everything else -- ``search``, ``range_search``, ``reconstruct`` -- is faiss's own
+code over the corrected vectors, queries untouched. Because the object *is* an ``IndexIDMap2``,
+``faiss.write_index``, ``faiss.clone_index`` and faiss clients accept it (they store the corrected
+vectors; the correction itself travels only with :func:`invgc_faiss.write_index`), and
+``index.index`` is a plain faiss index any deployment can serve.
+
+Ids, chosen to match what faiss users expect:
+
+* ``add(x)`` gives sequential ids like a plain ``IndexFlat``: ``ntotal .. ntotal + n - 1``, and
+  ``remove_ids`` renumbers the remaining vectors ``0 .. ntotal - 1`` in order.
+* ``add_with_ids(x, ids)`` keeps the caller's ids (non-negative, unique) across removals, like
+  ``IndexIDMap2``.
+* One index holds one kind: mixing the two raises ``ValueError`` until ``reset()``.
+
+``remove_ids`` is reimplemented so that it stays correct over IVF inner indexes (faiss's own
+``IndexIDMap`` mis-maps ids there after a removal, because IVF does not renumber its lists).
+
+Thread safety is faiss's: concurrent ``search`` calls are safe; ``add``/``remove_ids``/``reset``
+must not run concurrently with anything else on the same index.
+"""
+import logging
+
+import faiss
+import numpy as np
+
+from .correction import InvGC
+from .item_table import ItemTable
+from .validation import as_float_matrix, as_ids, check_positive_int
+
+logger = logging.getLogger(__name__)
+
+
+def _unwrap_inner(index):
+    """Downcast ``index``; an (empty) IndexIDMap/IndexIDMap2 is replaced by the index it wraps."""
+    if not isinstance(index, faiss.Index):
+        raise TypeError(f"index must be a faiss.Index, got {type(index).__name__}")
+    index = faiss.downcast_index(index)
+    if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        if index.ntotal:
+            raise ValueError(f"the inner IndexIDMap already holds {index.ntotal} vectors; pass an empty one")
+        index = faiss.downcast_index(index.index)
+    if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        raise ValueError("nested IndexIDMap inside IndexIDMap is not supported")
+    if index.ntotal:
+        raise ValueError(
+            f"the inner index already holds {index.ntotal} uncorrected vectors; InvGCIndex corrects "
+            "vectors as they are added, so it needs an empty inner index"
+        )
+    return index
+
+
+def _renumber_ivf_lists(ivf, removed):
+    """After ``ivf.remove_ids`` of sorted internal ids ``removed``, shift every remaining id down by
+    the number of removed ids below it, so internal ids are again ``0 .. ntotal - 1``."""
+    invlists = ivf.invlists
+    in_place = isinstance(faiss.downcast_InvertedLists(invlists), faiss.ArrayInvertedLists)
+    for list_no in range(ivf.nlist):
+        size = invlists.list_size(list_no)
+        if size == 0:
+            continue
+        ids = faiss.rev_swig_ptr(invlists.get_ids(list_no), size)
+        new_ids = ids - np.searchsorted(removed, ids)
+        if in_place:
+            ids[:] = new_ids
+        else:
+            codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size).copy()
+            invlists.update_entries(list_no, 0, size, faiss.swig_ptr(new_ids), faiss.swig_ptr(codes))
+    map_type = ivf.direct_map.type
+    if map_type != faiss.DirectMap.NoMap:
+        ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+        ivf.set_direct_map_type(map_type)
+
+
+class InvGCIndex(faiss.IndexIDMap2):
+    """A faiss index whose gallery is corrected by InvGC at add time.
+
+    Parameters
+    ----------
+    index : faiss.Index
+        Empty inner index of dimension d (any type: flat, IVF, PQ, HNSW, a factory product). An
+        empty IndexIDMap/IndexIDMap2 is unwrapped: this class is the id map. Inner-product metric
+        is natural; L2 ranks the same since corrected vectors have unit norm.
+    gallery_bank : array_like of shape (M_g, d), optional
+        Reference items of the gallery's modality (e.g. training-set images).
+    query_bank : array_like of shape (M_q, d), optional
+        Reference items of the query's modality (e.g. training-set captions).
+    r_g, r_q, variant, pool_rate, gallery_bank_index, query_bank_index, normalize_input, batch_size
+        See :class:`invgc_faiss.correction.InvGC`. Inputs must be unit-norm unless
+        ``normalize_input=True``; queries are never modified either way.
+    keep_originals : bool
+        Also keep each added vector as given (d float32 per item), for :meth:`get_originals`.
+    correction : InvGC, optional
+        An already fitted correction (persistence uses this); the bank and rate arguments are then
+        ignored.
+
+    Attributes
+    ----------
+    correction : InvGC
+    items : ItemTable
+        Per-item ``degrees`` (n_banks columns) and, if kept, ``originals``, in internal order.
+    sequential_ids : bool or None
+        True after ``add``, False after ``add_with_ids``, None while empty.
+    """
+
+    correction = None
+    items = None
+    keep_originals = None
+    sequential_ids = None
+
+    def __init__(self, index, *, gallery_bank=None, query_bank=None, r_g=0.3, r_q=0.3,
+                 variant="localadj", pool_rate=0.01, gallery_bank_index=None, query_bank_index=None,
+                 normalize_input=False, keep_originals=False, batch_size=16384, correction=None):
+        given = index
+        inner = _unwrap_inner(index)
+        if correction is None:
+            correction = InvGC(r_g=r_g, r_q=r_q, variant=variant, pool_rate=pool_rate,
+                               gallery_bank_index=gallery_bank_index,
+                               query_bank_index=query_bank_index,
+                               normalize_input=normalize_input, batch_size=batch_size)
+            correction.fit(gallery_bank=gallery_bank, query_bank=query_bank, d=inner.d)
+        elif correction.d_ != inner.d:
+            raise ValueError(f"correction has dimension {correction.d_}, inner index has d = {inner.d}")
+        super().__init__(inner)
+        self.referenced_objects.append(given)
+        self.correction = correction
+        self.keep_originals = bool(keep_originals)
+        widths = {"degrees": len(correction.offsets_)}
+        if self.keep_originals:
+            widths["originals"] = inner.d
+        self.items = ItemTable(widths)
+        self.sequential_ids = None
+
+    @classmethod
+    def restore(cls, inner, ids, correction, *, keep_originals, columns, sequential_ids):
+        """Rebuild an index around an inner index that already holds corrected vectors.
+
+        Used by :func:`invgc_faiss.read_index`. ``ids`` (ntotal,) int64 are the stored ids in
+        internal order, ``columns`` the :class:`ItemTable` columns row-aligned with them.
+        """
+        if ids.shape[0] != inner.ntotal:
+            raise ValueError(f"{ids.shape[0]} ids for an inner index of {inner.ntotal} vectors")
+        self = cls(faiss.IndexFlat(inner.d, inner.metric_type), correction=correction,
+                   keep_originals=keep_originals)
+        faiss.IndexIDMap2.index.__set__(self, inner)
+        self.referenced_objects = [inner]
+        self.metric_type = inner.metric_type
+        self.metric_arg = inner.metric_arg
+        self.is_trained = inner.is_trained
+        faiss.copy_array_to_vector(np.ascontiguousarray(ids, dtype=np.int64), self.id_map)
+        self.ntotal = inner.ntotal
+        self.construct_rev_map()
+        for name, width in self.items.widths.items():
+            if name not in columns or columns[name].shape != (inner.ntotal, width):
+                raise ValueError(f"item column {name!r} is missing or has the wrong shape")
+        self.items.replace({name: columns[name] for name in self.items.widths})
+        self.sequential_ids = sequential_ids
+        return self
+
+    @property
+    def index(self):
+        """The inner faiss index (downcast), holding the corrected vectors under internal ids."""
+        return faiss.downcast_index(faiss.IndexIDMap2.index.__get__(self))
+
+    # ---- adding ---------------------------------------------------------------------------
+
+    def train(self, x):
+        """Train the inner index on the corrected ``x`` (n, d); the full variant also takes its
+        gallery mean ``x_mean`` from ``x``."""
+        x = self.correction.check_input(x)
+        if self.correction.variant == "full":
+            self.correction.fit_gallery_mean(x.mean(axis=0, dtype=np.float64))
+        corrected, _ = self.correction.correct(x)
+        super().train(corrected)
+
+    def add(self, x):
+        """Correct and add ``x`` (n, d) under sequential ids ``ntotal .. ntotal + n - 1``."""
+        if self.sequential_ids is False:
+            raise ValueError(
+                "this index holds ids given to add_with_ids; keep using add_with_ids (or reset())"
+            )
+        x = self._check_add(x)
+        self._store(x, np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64), True)
+
+    def add_with_ids(self, x, ids):
+        """Correct and add ``x`` (n, d) under the caller's ``ids`` (n,), int, >= 0, unique and not
+        already stored."""
+        if self.sequential_ids is True:
+            raise ValueError(
+                "this index holds sequential ids from add(); keep using add (or reset())"
+            )
+        x = self._check_add(x)
+        ids = as_ids(ids, x.shape[0])
+        taken = np.isin(ids, self.stored_ids())
+        if taken.any():
+            raise ValueError(
+                f"{int(taken.sum())} id(s) already stored, e.g. {int(ids[np.argmax(taken)])}; "
+                "remove_ids them first"
+            )
+        self._store(x, ids, False)
+
+    def _check_add(self, x):
+        if not self.is_trained:
+            raise ValueError(
+                f"the inner {type(self.index).__name__} is not trained: call train() before add()"
+            )
+        return self.correction.check_input(x, allow_empty=True)
+
+    def _store(self, x, ids, sequential):
+        """Correct validated rows and add them; state changes only once everything succeeded."""
+        if x.shape[0] == 0:
+            return
+        corrected, degrees = self.correction.correct(x)
+        rows = {"degrees": degrees}
+        if self.keep_originals:
+            rows["originals"] = x
+        columns = self.items.appended(**rows)
+        super().add_with_ids(corrected, ids)
+        self.items.replace(columns)
+        self.sequential_ids = sequential
+
+    # ---- removing -------------------------------------------------------------------------
+
+    def remove_ids(self, x):
+        """Remove the vectors whose ids are in ``x`` (array of ids, or a faiss.IDSelector).
+
+        Returns the number removed. Sequential ids are renumbered afterwards (like IndexFlat);
+        ids given to add_with_ids are kept."""
+        stored = self.stored_ids()
+        if isinstance(x, faiss.IDSelector):
+            drop = np.fromiter((x.is_member(int(i)) for i in stored), dtype=bool, count=stored.size)
+        else:
+            arr = np.asarray(x)
+            if arr.dtype.kind not in "iu" or arr.ndim != 1:
+                raise TypeError(
+                    f"remove_ids takes a 1-D integer array or a faiss.IDSelector, got "
+                    f"{arr.dtype} array of shape {arr.shape}"
+                )
+            drop = np.isin(stored, arr.astype(np.int64))
+        positions = np.flatnonzero(drop).astype(np.int64)
+        if positions.size == 0:
+            return 0
+        inner = self.index
+        removed = inner.remove_ids(faiss.IDSelectorBatch(positions))
+        if removed != positions.size:
+            raise RuntimeError(f"inner index removed {removed} vectors, expected {positions.size}")
+        ivf = faiss.try_extract_index_ivf(inner)
+        if ivf is not None:
+            _renumber_ivf_lists(ivf, positions)
+        keep = ~drop
+        kept_ids = np.arange(keep.sum(), dtype=np.int64) if self.sequential_ids else stored[keep]
+        faiss.copy_array_to_vector(kept_ids, self.id_map)
+        self.ntotal = kept_ids.size
+        self.construct_rev_map()
+        self.items.replace(self.items.kept(keep))
+        if self.ntotal == 0:
+            self.sequential_ids = None
+        return int(removed)
+
+    def reset(self):
+        """Remove every vector (the correction and the inner index's training stay)."""
+        super().reset()
+        self.items.reset()
+        self.sequential_ids = None
+
+    # ---- searching ------------------------------------------------------------------------
+
+    def search(self, x, k, *, params=None, D=None, I=None):
+        """``D, I = index.search(x, k)``: faiss search of the queries ``x`` (n, d), untouched,
+        against the corrected gallery. ``k > ntotal`` pads with ``I = -1`` as faiss does."""
+        x = as_float_matrix(x, self.d, name="queries", allow_empty=True)
+        k = check_positive_int(k, "k")
+        return super().search(x, k, params=params, D=D, I=I)
+
+    def range_search(self, x, thresh, *, params=None):
+        """``lims, D, I = index.range_search(x, thresh)`` over the corrected gallery."""
+        x = as_float_matrix(x, self.d, name="queries", allow_empty=True)
+        return super().range_search(x, thresh, params=params)
+
+    # ---- inspection -----------------------------------------------------------------------
+
+    def stored_ids(self):
+        """Ids of the stored vectors in internal order, int64 (ntotal,), a copy."""
+        return faiss.vector_to_array(self.id_map).astype(np.int64, copy=False)
+
+    def positions_of(self, ids):
+        """Internal positions of ``ids`` (n,); raises ``KeyError`` for an id not stored."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        stored = self.stored_ids()
+        order = np.argsort(stored, kind="stable")
+        sorted_ids = stored[order]
+        found = np.searchsorted(sorted_ids, ids)
+        hit = found < sorted_ids.size
+        hit[hit] = sorted_ids[found[hit]] == ids[hit]
+        if not hit.all():
+            raise KeyError(f"id(s) not stored: {ids[~hit][:5].tolist()}")
+        return order[found]
+
+    def get_degrees(self, ids):
+        """LocalAdj degrees ``deg(x)`` of stored items, float32 (n, n_banks) in
+        ``correction.bank_names_`` order."""
+        return self.items.take("degrees", self.positions_of(ids))
+
+    def get_originals(self, ids):
+        """The vectors as given to add (after normalization if ``normalize_input``), float32 (n, d).
+        Needs ``keep_originals=True``."""
+        if not self.keep_originals:
+            raise ValueError("originals are not kept: build the index with keep_originals=True")
+        return self.items.take("originals", self.positions_of(ids))
+
+
+def index_factory(d, description, metric=faiss.METRIC_L2, **invgc_params):
+    """``faiss.index_factory`` wrapped in an :class:`InvGCIndex`.
+
+    Parameters
+    ----------
+    d : int
+    description : str
+        Any faiss factory string, e.g. ``"IVF256,Flat"``, ``"HNSW32"``, ``"IDMap2,Flat"``.
+    metric : int
+        faiss metric, default ``METRIC_L2`` as in faiss (corrected vectors are unit, so L2 and
+        inner product rank alike); ``METRIC_INNER_PRODUCT`` gives cosine scores.
+    **invgc_params
+        Keyword arguments of :class:`InvGCIndex` (banks, rates, variant, ...).
+    """
+    d = check_positive_int(d, "d")
+    try:
+        inner = faiss.index_factory(d, description, metric)
+    except RuntimeError as exc:
+        raise ValueError(f"bad faiss factory string {description!r}: {exc}") from None
+    return InvGCIndex(inner, **invgc_params)

