@@ -55,7 +55,11 @@ def _unwrap_inner(index):
 
 def _renumber_ivf_lists(ivf, removed):
     """After ``ivf.remove_ids`` of sorted internal ids ``removed``, shift every remaining id down by
-    the number of removed ids below it, so internal ids are again ``0 .. ntotal - 1``."""
+    the number of removed ids below it, so internal ids are again ``0 .. ntotal - 1``.
+
+    faiss removes from an IVF only without a direct map (an Array map refuses, a Hashtable map
+    needs IDSelectorArray), so there is no direct map to renumber here; call
+    ``make_direct_map()`` after removals to reconstruct."""
     invlists = ivf.invlists
     in_place = isinstance(faiss.downcast_InvertedLists(invlists), faiss.ArrayInvertedLists)
     for list_no in range(ivf.nlist):
@@ -69,10 +73,6 @@ def _renumber_ivf_lists(ivf, removed):
         else:
             codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size).copy()
             invlists.update_entries(list_no, 0, size, faiss.swig_ptr(new_ids), faiss.swig_ptr(codes))
-    map_type = ivf.direct_map.type
-    if map_type != faiss.DirectMap.NoMap:
-        ivf.set_direct_map_type(faiss.DirectMap.NoMap)
-        ivf.set_direct_map_type(map_type)
 
 
 class InvGCIndex(faiss.IndexIDMap2):
@@ -228,7 +228,8 @@ class InvGCIndex(faiss.IndexIDMap2):
         """Remove the vectors whose ids are in ``x`` (array of ids, or a faiss.IDSelector).
 
         Returns the number removed. Sequential ids are renumbered afterwards (like IndexFlat);
-        ids given to add_with_ids are kept."""
+        ids given to add_with_ids are kept. Where the inner index refuses (HNSW, an IVF with a
+        direct map) faiss's ``RuntimeError`` propagates and the index is unchanged."""
         stored = self.stored_ids()
         if isinstance(x, faiss.IDSelector):
             drop = np.fromiter((x.is_member(int(i)) for i in stored), dtype=bool, count=stored.size)

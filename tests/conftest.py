@@ -1,0 +1,42 @@
+"""Shared seeded fixtures: unit vectors, cone-shaped data, exact ties."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def unit_rows(x):
+    x = np.asarray(x, dtype=np.float64)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def random_unit(rng, n, d):
+    return unit_rows(rng.standard_normal((n, d)))
+
+
+def cone(rng, n, d, spread=0.15, axis=None):
+    """Unit vectors crowded around one direction (representation degeneration)."""
+    if axis is None:
+        axis = np.ones(d) / np.sqrt(d)
+    return unit_rows(axis + spread * rng.standard_normal((n, d)))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def small_data(rng):
+    """d = 16; gallery 300, queries 40, gallery bank 200, query bank 150."""
+    d = 16
+    return {
+        "d": d,
+        "xb": random_unit(rng, 300, d),
+        "xq": random_unit(rng, 40, d),
+        "bank_g": random_unit(rng, 200, d),
+        "bank_q": random_unit(rng, 150, d),
+    }
