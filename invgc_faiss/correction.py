@@ -76,19 +76,21 @@ class FullOffset:
     def __init__(self, bank):
         bank64 = bank.astype(np.float64)
         self.bank = bank
-        self.cov = bank64.T @ bank64 / bank.shape[0]  # C, (d, d), symmetric
-        self.bank_mean = bank64.mean(axis=0)  # b_mean, (d,)
-        self.mu = 0.0
+        # C and b_mean accumulated in float64, applied in float32 (one sgemm per batch)
+        self.cov = (bank64.T @ bank64 / bank.shape[0]).astype(np.float32)  # C, (d, d), symmetric
+        self.bank_mean = bank64.mean(axis=0).astype(np.float32)  # b_mean, (d,)
+        self.mu = np.float32(0.0)
 
     def set_gallery_mean(self, gallery_mean):
         """Set ``mu = x_mean . b_mean`` from the gallery mean row (d,)."""
-        self.mu = float(gallery_mean @ self.bank_mean)
+        self.mu = np.float32(np.asarray(gallery_mean, np.float64) @ self.bank_mean)
 
     def __call__(self, x, offsets, degrees):
         """Write ``off(x)`` into ``offsets`` (n, d) and ``x . b_mean - mu`` into ``degrees`` (n,)."""
-        x64 = x.astype(np.float64)
-        offsets[:] = x64 @ self.cov - self.mu * self.bank_mean
-        degrees[:] = x64 @ self.bank_mean - self.mu
+        np.matmul(x, self.cov, out=offsets)
+        offsets -= self.mu * self.bank_mean
+        np.matmul(x, self.bank_mean, out=degrees)
+        degrees -= self.mu
 
 
 class InvGC:

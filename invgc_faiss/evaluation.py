@@ -1,0 +1,54 @@
+"""One harness for every method: build an index on the test gallery, search the test queries,
+measure retrieval, hubness and time.
+
+A *method* is a callable ``build(d) -> faiss.Index`` returning an empty index (plain faiss, or an
+``InvGCIndex`` with its banks). Row ``i`` of the gallery is the ground truth of query ``i``.
+"""
+import time
+
+import numpy as np
+
+from . import metrics
+
+HUBNESS_K = 10
+
+
+def evaluate_method(build, queries, gallery):
+    """Metrics of one method on paired test data.
+
+    Parameters
+    ----------
+    build : callable d -> faiss.Index (empty)
+    queries, gallery : ndarray of shape (n, d), float32, row i matches row i
+
+    Returns
+    -------
+    dict with R@1, R@5, R@10, MdR, MnR (full ranks: the search covers the whole gallery),
+    k_skewness, robin_hood, hub_occurrence, antihub_rate (top-10), add_s, search_s
+    """
+    n, d = gallery.shape
+    index = build(d)
+    start = time.perf_counter()
+    if not index.is_trained:
+        index.train(gallery)
+    index.add(gallery)
+    add_s = time.perf_counter() - start
+    start = time.perf_counter()
+    _, I = index.search(queries, n)
+    search_s = time.perf_counter() - start
+    row = metrics.retrieval_metrics(metrics.ground_truth_ranks(I, np.arange(n)))
+    row.update(metrics.hubness(I[:, :HUBNESS_K], n))
+    row.update(add_s=add_s, search_s=search_s)
+    return row
+
+
+def format_table(rows, columns):
+    """Plain-text table: ``rows`` is a list of dicts, ``columns`` the keys to show in order."""
+    def cell(value):
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    cells = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Retrieval, hubness and degeneration metrics (SCIENCE.md section 3). All ranks are 1-based.
+
+Inputs are faiss-shaped: ``I`` (nq, k) int64 labels from ``index.search``, ``-1`` for missing.
+"""
+import math
+
+import faiss
+import numpy as np
+
+
+def ground_truth_ranks(I, ground_truth):
+    """1-based rank of the best ground-truth item in each result row.
+
+    Parameters
+    ----------
+    I : ndarray of shape (nq, k), int
+        Search results, best first.
+    ground_truth : ndarray of shape (nq,) or (nq, m), int
+        The relevant id(s) of each query; ``-1`` pads rows with fewer than m.
+
+    Returns
+    -------
+    ndarray of shape (nq,), int64
+        Rank of the first relevant id; ``k + 1`` where none is in the row (censored: exact for
+        R@K with K <= k, and MdR/MnR are exact only when ``k`` covers the whole gallery).
+    """
+    I = np.asarray(I)
+    gt = np.asarray(ground_truth)
+    if gt.ndim == 1:
+        gt = gt[:, None]
+    nq, k = I.shape
+    if gt.shape[0] != nq:
+        raise ValueError(f"ground_truth has {gt.shape[0]} rows, results have {nq}")
+    hit = (I[:, :, None] == gt[:, None, :]) & (gt[:, None, :] >= 0)
+    hit = hit.any(axis=2)
+    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, k + 1).astype(np.int64)
+
+
+def retrieval_metrics(ranks, ks=(1, 5, 10)):
+    """R@K (percent), MdR and MnR from 1-based ranks (nq,).
+
+    Returns
+    -------
+    dict with keys ``"R@1"``, ``"R@5"``, ``"R@10"`` (for the given ks), ``"MdR"``, ``"MnR"``
+    """
+    ranks = np.asarray(ranks)
+    out = {f"R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in ks}
+    out["MdR"] = float(np.median(ranks))
+    out["MnR"] = float(np.mean(ranks))
+    return out
+
+
+def rsum(*metric_dicts):
+    """RSUM: R@1 + R@5 + R@10 summed over the given directions' metric dicts."""
+    return float(sum(m["R@1"] + m["R@5"] + m["R@10"] for m in metric_dicts))
+
+
+def k_occurrence(I, n_items):
+    """``N_k(x)``: how many result rows contain each item; ``I`` holds positions 0..n_items-1
+    (``-1`` ignored). Returns int64 (n_items,)."""
+    labels = np.asarray(I).ravel()
+    return np.bincount(labels[labels >= 0], minlength=n_items).astype(np.int64)
+
+
+def hubness(I, n_items):
+    """Hubness of a gallery under a query set from top-k results ``I`` (nq, k).
+
+    Returns
+    -------
+    dict with
+        ``"k_skewness"``: third standardized moment of ``N_k``;
+        ``"robin_hood"``: ``sum |N_k - mean N_k| / (2 sum N_k)``, the share of occurrences that
+        would have to move to make ``N_k`` uniform;
+        ``"hub_occurrence"``: share of all top-k slots taken by the top 1% items
+        (``ceil(0.01 n)`` items with the largest ``N_k``);
+        ``"antihub_rate"``: share of items with ``N_k = 0``.
+    """
+    counts = k_occurrence(I, n_items).astype(np.float64)
+    total = counts.sum()
+    centred = counts - counts.mean()
+    std = centred.std()
+    n_hubs = max(1, math.ceil(0.01 * n_items))
+    return {
+        "k_skewness": float(np.mean(centred ** 3) / std ** 3) if std > 0 else 0.0,
+        "robin_hood": float(np.abs(centred).sum() / (2 * total)) if total else 0.0,
+        "hub_occurrence": float(np.sort(counts)[::-1][:n_hubs].sum() / total) if total else 0.0,
+        "antihub_rate": float(np.mean(counts == 0)),
+    }
+
+
+def mean_pairwise_cosine(x):
+    """Mean cosine over pairs ``i != j`` of unit rows (n, d): ``(||sum x||^2 - n) / (n (n - 1))``,
+    O(n d). The narrowness of the cone: near 1 means degenerate."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"mean_pairwise_cosine needs at least 2 rows, got {n}")
+    s = x.sum(axis=0)
+    return float((s @ s - np.einsum("ij,ij->", x, x)) / (n * (n - 1)))
+
+
+def mean_nearest_neighbour_cosine(x):
+    """Mean over rows of the cosine to their nearest other row (exact faiss flat search)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, d = x.shape
+    if n < 2:
+        raise ValueError(f"mean_nearest_neighbour_cosine needs at least 2 rows, got {n}")
+    index = faiss.IndexFlatIP(d)
+    index.add(x)
+    D, I = index.search(x, 2)
+    # the row itself is usually first; with duplicate rows either copy may come first
+    own = I[:, 0] == np.arange(n)
+    return float(np.where(own, D[:, 1], D[:, 0]).mean())
+
+
+def degeneration(x):
+    """``{"mean_cosine": ..., "mean_nn_cosine": ...}`` of unit rows (n, d)."""
+    return {"mean_cosine": mean_pairwise_cosine(x), "mean_nn_cosine": mean_nearest_neighbour_cosine(x)}
