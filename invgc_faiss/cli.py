@@ -1,55 +1,155 @@
-"""Command line: ``python -m invgc_faiss demo``.
+"""Command line.
+
+    python -m invgc_faiss demo                 # real data, small: English -> German verses
+    python -m invgc_faiss demo --synthetic     # generated cone data (a smoke run, no claim)
+    python -m invgc_faiss evaluate --query-lang eng --gallery-lang deu [--json F] [--csv F] [--plot F]
 
 The CLI is the only place that prints; the library logs.
 """
 import argparse
+import csv
+import json
 import sys
 
-import faiss
-
 from .evaluation import evaluate_method, format_table
-from .index import InvGCIndex
+from .methods import METHODS
 from .synthetic import make_cone_pairs
+from .tune import tune_method
 
-TABLE_COLUMNS = ["method", "R@1", "R@5", "R@10", "MdR", "MnR", "k_skewness", "antihub_rate",
-                 "add_s", "search_s"]
-
-
-def demo_methods(split, r_g, r_q, pool_rate):
-    """Plain flat inner-product index vs InvGC (LocalAdj and full) on the same inner index."""
-    banks = {"gallery_bank": split.bank_gallery, "query_bank": split.bank_queries,
-             "r_g": r_g, "r_q": r_q}
-    return {
-        "plain": lambda d: faiss.IndexFlatIP(d),
-        "invgc_localadj": lambda d: InvGCIndex(faiss.IndexFlatIP(d), pool_rate=pool_rate, **banks),
-        "invgc_full": lambda d: InvGCIndex(faiss.IndexFlatIP(d), variant="full", **banks),
-    }
+TABLE_COLUMNS = ["direction", "method", "R@1", "R@5", "R@10", "MdR", "MnR", "RSUM", "k_skewness",
+                 "antihub_rate", "add_s", "search_s", "params"]
 
 
-def run_demo(args):
-    split = make_cone_pairs(args.n_test, args.n_bank, args.dim, seed=args.seed)
-    print(f"data: {split.description}")
-    print(f"test pairs {split.queries.shape[0]}, bank pairs {split.bank_queries.shape[0]}, "
-          f"r_g={args.r_g} r_q={args.r_q} pool_rate={args.pool_rate}")
+def progress_bar(description):
+    """A ``progress(n_done_increment, total)`` callable: tqdm on stderr if installed, else quiet
+    percentage lines."""
+    state = {"bar": None, "done": 0, "shown": -10}
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+
+    def progress(n, total):
+        state["done"] += n
+        if tqdm is not None:
+            if state["bar"] is None:
+                state["bar"] = tqdm(total=total, desc=description, unit="verse", file=sys.stderr)
+            state["bar"].update(n)
+            if state["done"] >= total:
+                state["bar"].close()
+        else:
+            pct = int(100 * state["done"] / total)
+            if pct >= state["shown"] + 10:
+                state["shown"] = pct
+                print(f"{description}: {pct}%", file=sys.stderr)
+
+    return progress
+
+
+def directions(split, query_name, gallery_name):
+    """Both retrieval directions of a paired split: (label, test queries, test gallery, final
+    (query bank, gallery bank), tuning (queries, gallery, query bank, gallery bank))."""
+    return [
+        (f"{query_name}->{gallery_name}", split.queries, split.gallery,
+         (split.bank_queries, split.bank_gallery),
+         (split.tune_queries, split.tune_gallery, split.tune_bank_queries, split.tune_bank_gallery)),
+        (f"{gallery_name}->{query_name}", split.gallery, split.queries,
+         (split.bank_gallery, split.bank_queries),
+         (split.tune_gallery, split.tune_queries, split.tune_bank_gallery, split.tune_bank_queries)),
+    ]
+
+
+def run_comparison(split, query_name, gallery_name, method_names):
+    """Tune every method label-free, evaluate it on the test pairs, both directions.
+
+    Returns the table rows (dicts) with RSUM summed over both directions per method."""
     rows = []
-    for name, build in demo_methods(split, args.r_g, args.r_q, args.pool_rate).items():
-        rows.append({"method": name, **evaluate_method(build, split.queries, split.gallery)})
+    for label, queries, gallery, (query_bank, gallery_bank), tuning in directions(
+            split, query_name, gallery_name):
+        for name in method_names:
+            print(f"  {label}: tuning and evaluating {name}", file=sys.stderr)
+            params, _ = tune_method(name, *tuning)
+            build = METHODS[name][1](params, query_bank, gallery_bank)
+            rows.append({"direction": label, "method": name,
+                         **evaluate_method(build, queries, gallery), "params": params})
+    for row in rows:
+        row["RSUM"] = sum(r["R@1"] + r["R@5"] + r["R@10"] for r in rows if r["method"] == row["method"])
+    return rows
+
+
+def save_outputs(rows, args, description):
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"data": description, "rows": rows}, f, indent=1)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "params": json.dumps(row["params"])})
+
+
+def run_evaluate(args):
+    from .datasets import load_bible_split
+
+    split = load_bible_split(args.query_lang, args.gallery_lang, bank_size=args.bank_size,
+                             tune_size=args.tune_size, cache_dir=args.cache_dir,
+                             progress=progress_bar("embedding verses"))
+    print(f"data: {split.description}")
+    rows = run_comparison(split, args.query_lang, args.gallery_lang, args.methods)
     print(format_table(rows, TABLE_COLUMNS))
+    save_outputs(rows, args, split.description)
     return 0
 
 
+def run_synthetic(args):
+    split = make_cone_pairs(args.n_test, args.n_bank, args.dim, seed=args.seed)
+    print(f"data: {split.description}")
+    rows = run_comparison(split, "A", "B", args.methods)
+    print(format_table(rows, TABLE_COLUMNS))
+    save_outputs(rows, args, split.description)
+    return 0
+
+
+def run_demo(args):
+    return run_synthetic(args) if args.synthetic else run_evaluate(args)
+
+
+def add_common(parser):
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--json", help="save the table as JSON")
+    parser.add_argument("--csv", help="save the table as CSV")
+
+
+def add_data(parser, bank_size, tune_size, query="eng", gallery="deu"):
+    parser.add_argument("--query-lang", default=query, help="ISO 639-3 code or translation code")
+    parser.add_argument("--gallery-lang", default=gallery)
+    parser.add_argument("--bank-size", type=int, default=bank_size,
+                        help="reference pairs (whole books, at least this many verses)")
+    parser.add_argument("--tune-size", type=int, default=tune_size,
+                        help="held-out reference pairs for label-free tuning")
+    parser.add_argument("--cache-dir", help="embedding cache (default $INVGC_FAISS_CACHE or "
+                                            "~/.cache/invgc-faiss)")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m invgc_faiss", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m invgc_faiss", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="plain vs InvGC on generated cone data (synthetic)")
+    demo = sub.add_parser("demo", help="small real-data comparison (or --synthetic)")
+    add_common(demo)
+    add_data(demo, bank_size=3000, tune_size=600)
+    demo.add_argument("--synthetic", action="store_true",
+                      help="generated cone data instead of real embeddings (no quality claim)")
     demo.add_argument("--n-test", type=int, default=2000)
     demo.add_argument("--n-bank", type=int, default=8000)
     demo.add_argument("--dim", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--r-g", type=float, default=0.3)
-    demo.add_argument("--r-q", type=float, default=0.3)
-    demo.add_argument("--pool-rate", type=float, default=0.01)
     demo.set_defaults(run=run_demo)
+    evaluate = sub.add_parser("evaluate", help="the real-data benchmark, every method tuned label-free")
+    add_common(evaluate)
+    add_data(evaluate, bank_size=20000, tune_size=2000)
+    evaluate.set_defaults(run=run_evaluate)
     return parser
 
 

@@ -223,20 +223,55 @@ class InvGC:
         nb = len(self.offsets_)
         corrected = np.empty((n, d), dtype=np.float32)
         degrees = np.empty((n, nb), dtype=np.float32)
-        identity = not self.rates_.any()
+        # one working buffer for every batch: no fresh pages to fault in per batch
+        rows = min(n, self.batch_size)
+        offsets = np.empty((nb, rows, d), dtype=np.float32)
+        batch_degrees = np.empty((nb, rows), dtype=np.float32)
         for start in range(0, n, self.batch_size):
             stop = min(n, start + self.batch_size)
-            xb = x[start:stop]
-            offsets = np.empty((nb, stop - start, d), dtype=np.float32)
-            deg = np.empty((nb, stop - start), dtype=np.float32)
-            for b, off in enumerate(self.offsets_):
-                off(xb, offsets[b], deg[b])
-            degrees[start:stop] = deg.T
-            if identity:
-                corrected[start:stop] = xb
-            else:
-                kernels.subtract_normalize_combine(xb, offsets, self.rates_, corrected[start:stop])
+            if stop - start < rows:  # last, shorter batch: contiguous buffers of its own size
+                offsets = np.empty((nb, stop - start, d), dtype=np.float32)
+                batch_degrees = np.empty((nb, stop - start), dtype=np.float32)
+            self.offsets(x[start:stop], out=(offsets, batch_degrees))
+            degrees[start:stop] = batch_degrees.T
+            self.combine(x[start:stop], offsets, self.rates_, out=corrected[start:stop])
         return corrected, degrees
+
+    def offsets(self, x, out=None):
+        """Per-bank subtractive offsets and degrees of validated rows, independent of the rates.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n, d), float32, unit rows
+        out : tuple of two arrays, optional
+            Preallocated ``(offsets, degrees)`` of the shapes below, C-contiguous.
+
+        Returns
+        -------
+        offsets : ndarray of shape (n_banks, n, d), float32
+        degrees : ndarray of shape (n_banks, n), float32
+        """
+        self._check_fitted()
+        n, d = x.shape
+        if out is None:
+            out = (np.empty((len(self.offsets_), n, d), dtype=np.float32),
+                   np.empty((len(self.offsets_), n), dtype=np.float32))
+        offsets, degrees = out
+        for b, off in enumerate(self.offsets_):
+            off(x, offsets[b], degrees[b])
+        return offsets, degrees
+
+    @staticmethod
+    def combine(x, offsets, rates, out=None):
+        """``normalize(sum_b normalize(x - rates[b] * offsets[b]))``; ``x`` itself when all rates
+        are 0. Offsets from :meth:`offsets` can be combined with many rates (the tuner does)."""
+        out = np.empty_like(x) if out is None else out
+        rates = np.ascontiguousarray(rates, dtype=np.float64)
+        if not rates.any():
+            out[:] = x
+        else:
+            kernels.subtract_normalize_combine(x, offsets, rates, out)
+        return out
 
     def transform(self, x):
         """Validate ``x`` (n, d) and return its corrected rows, float32 (n, d)."""

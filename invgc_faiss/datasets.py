@@ -199,37 +199,29 @@ def _npy_bytes(array):
 
 
 @dataclass
-class BibleSplit:
-    """Paired verse embeddings; row i of a ``*_queries`` array matches row i of its ``*_gallery``.
+class PairedSplit:
+    """Paired embeddings; row i of a ``*queries`` array matches row i of its ``*gallery``.
 
     Attributes
     ----------
-    test_queries, test_gallery : (n_test, 384) float32
-    bank_queries, bank_gallery : (n_bank, 384) float32 -- all reference pairs (final banks)
-    tune_queries, tune_gallery : (n_tune, 384) float32 -- held-out reference pairs for tuning
+    queries, gallery : (n_test, d) float32 -- the test pairs
+    bank_queries, bank_gallery : (n_bank, d) float32 -- all reference pairs (the final banks)
+    tune_queries, tune_gallery : (n_tune, d) float32 -- held-out reference pairs for tuning
     tune_bank_queries, tune_bank_gallery : the reference pairs minus the tuning ones
-    test_keys : (n_test, 3) int64 book, chapter, verse
     description : str
+    test_keys : (n_test, 3) int64 book, chapter, verse -- or None for generated data
     """
 
-    test_queries: np.ndarray
-    test_gallery: np.ndarray
+    queries: np.ndarray
+    gallery: np.ndarray
     bank_queries: np.ndarray
     bank_gallery: np.ndarray
     tune_queries: np.ndarray
     tune_gallery: np.ndarray
     tune_bank_queries: np.ndarray
     tune_bank_gallery: np.ndarray
-    test_keys: np.ndarray
     description: str
-
-    @property
-    def queries(self):
-        return self.test_queries
-
-    @property
-    def gallery(self):
-        return self.test_gallery
+    test_keys: np.ndarray = None
 
 
 def plan_books(bank_size, tune_size, seed=0):
@@ -278,7 +270,7 @@ def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=
 
     Returns
     -------
-    BibleSplit
+    PairedSplit
     """
     tq, tg = resolve_translation(query_language), resolve_translation(gallery_language)
     if tq == tg:
@@ -300,8 +292,8 @@ def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=
     n_ref_bank = ref_q.shape[0] - n_ref_tune
     keys = np.concatenate([np.column_stack([np.full(sizes[b], b), read_book("k", b)[0]])
                            for b in test_books])
-    return BibleSplit(
-        test_queries=test_q, test_gallery=test_g,
+    return PairedSplit(
+        queries=test_q, gallery=test_g,
         bank_queries=ref_q, bank_gallery=ref_g,
         tune_queries=ref_q[n_ref_bank:], tune_gallery=ref_g[n_ref_bank:],
         tune_bank_queries=ref_q[:n_ref_bank], tune_bank_gallery=ref_g[:n_ref_bank],

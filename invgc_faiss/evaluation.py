@@ -29,8 +29,9 @@ def evaluate_method(build, queries, gallery):
     n, d = gallery.shape
     index = build(d)
     start = time.perf_counter()
-    if not index.is_trained:
-        index.train(gallery)
+    train = getattr(index, "train", None)
+    if train is not None:  # the gallery (no labels) trains IVF, and the full variant's mean
+        train(gallery)
     index.add(gallery)
     add_s = time.perf_counter() - start
     start = time.perf_counter()

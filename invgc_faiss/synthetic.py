@@ -4,27 +4,9 @@ Two "modalities" share a latent vector per pair; each sits in its own narrow con
 direction per modality, as dual encoders show a modality gap) with anisotropic spread, which is
 what makes a few gallery items hubs.
 """
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass
-class PairedSplit:
-    """Paired embeddings for one retrieval task; row i of ``queries`` matches row i of ``gallery``.
-
-    Attributes
-    ----------
-    queries, gallery : ndarray of shape (n, d), float32, unit rows -- the test pairs
-    bank_queries, bank_gallery : ndarray of shape (m, d), float32, unit rows -- reference pairs
-    description : str
-    """
-
-    queries: np.ndarray
-    gallery: np.ndarray
-    bank_queries: np.ndarray
-    bank_gallery: np.ndarray
-    description: str
+from .datasets import PairedSplit
 
 
 def _unit(x):
@@ -39,13 +21,15 @@ def cone_vectors(n, d, *, rng, axis=None, spread=0.5, decay=0.9):
     return _unit(axis + rng.standard_normal((n, d)) * scales)
 
 
-def make_cone_pairs(n_test=1000, n_bank=4000, d=64, *, seed=0, noise=0.6):
+def make_cone_pairs(n_test=1000, n_bank=4000, d=64, *, seed=0, noise=0.6, tune_fraction=0.2):
     """Synthetic paired split: queries and gallery share a latent per pair, in two cones.
 
     Parameters
     ----------
     n_test, n_bank : int
         Test pairs and reference (bank) pairs.
+    tune_fraction : float
+        Share of the reference pairs held out for tuning (the last ones).
     d : int
     seed : int
     noise : float
@@ -62,8 +46,11 @@ def make_cone_pairs(n_test=1000, n_bank=4000, d=64, *, seed=0, noise=0.6):
     axes = _unit(rng.standard_normal((2, d)))
     queries = _unit(1.5 * axes[0] + latent + noise * rng.standard_normal((n, d)) * scales)
     gallery = _unit(1.5 * axes[1] + latent + noise * rng.standard_normal((n, d)) * scales)
+    split = n - int(tune_fraction * n_bank)
     return PairedSplit(
         queries=queries[:n_test], gallery=gallery[:n_test],
         bank_queries=queries[n_test:], bank_gallery=gallery[n_test:],
+        tune_queries=queries[split:], tune_gallery=gallery[split:],
+        tune_bank_queries=queries[n_test:split], tune_bank_gallery=gallery[n_test:split],
         description=f"SYNTHETIC cone pairs (generated, d={d}, seed={seed}): not real data",
     )

@@ -1,0 +1,58 @@
+"""The methods the evaluation compares, each with its hyper-parameter grid.
+
+A method is ``(grid, make)``: ``grid`` maps parameter names to candidate values (tuned label-free
+by :mod:`invgc_faiss.tune`), ``make(params, query_bank, gallery_bank)`` returns ``build(d)``, a
+callable that returns an empty index-like object with ``add`` and ``search``.
+"""
+import faiss
+
+from . import baselines
+from .index import InvGCIndex
+
+#: LocalAdj rates reach 3 and pools 0.2 (SCIENCE.md section 5: the tuner often picks large ones)
+LOCALADJ_RATES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+LOCALADJ_POOLS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2)
+FULL_RATES = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def _plain(params, query_bank, gallery_bank):
+    return lambda d: faiss.IndexFlatIP(d)
+
+
+def _nnn(params, query_bank, gallery_bank):
+    bias = baselines.nnn_bias(query_bank, params["alpha"], params["k"])
+    return lambda d: baselines.ScoreBiasIndex(d, bias)
+
+
+def _csls(params, query_bank, gallery_bank):
+    bias = baselines.nnn_bias(query_bank, 0.5, params["k"])
+    return lambda d: baselines.ScoreBiasIndex(d, bias)
+
+
+def _qb_norm(params, query_bank, gallery_bank):
+    return lambda d: baselines.QueryBankNormIndex(d, query_bank, beta=params["beta"],
+                                                  k_factor=params.get("k_factor", 8))
+
+
+def _dbnorm(params, query_bank, gallery_bank):
+    bias = baselines.dbnorm_bias(query_bank, gallery_bank, params["beta1"], params["beta2"])
+    return lambda d: baselines.ScoreBiasIndex(d, bias)
+
+
+def _invgc(variant):
+    def make(params, query_bank, gallery_bank):
+        return lambda d: InvGCIndex(faiss.IndexFlatIP(d), gallery_bank=gallery_bank,
+                                    query_bank=query_bank, variant=variant, **params)
+    return make
+
+
+METHODS = {
+    "plain": ({}, _plain),
+    "nnn": ({"alpha": (0.25, 0.5, 0.75, 1.0), "k": (1, 8, 32, 128)}, _nnn),
+    "csls": ({"k": (1, 5, 10, 20, 50)}, _csls),
+    "qb_norm": ({"beta": (5.0, 10.0, 20.0, 40.0, 80.0)}, _qb_norm),
+    "dbnorm": ({"beta1": (1.0, 5.0, 20.0, 50.0), "beta2": (1.0, 5.0, 20.0, 50.0)}, _dbnorm),
+    "invgc_full": ({"r_g": FULL_RATES, "r_q": FULL_RATES}, _invgc("full")),
+    "invgc_localadj": ({"r_g": LOCALADJ_RATES, "r_q": LOCALADJ_RATES,
+                        "pool_rate": LOCALADJ_POOLS}, _invgc("localadj")),
+}
