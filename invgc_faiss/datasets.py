@@ -54,6 +54,10 @@ PRIMARY_TRANSLATION = {
     "tgl": "f",
 }
 TEST_BOOKS = (43, 45, 8, 33, 49, 50, 59, 62)
+#: the demo's small split: the short test books (662 verses) and short reference books (1,235)
+DEMO_TEST_BOOKS = (8, 33, 49, 50, 59, 62)
+DEMO_REFERENCE_BOOKS = (48, 51, 52, 53, 54, 55, 56, 57, 60, 61, 63, 64, 65, 29, 32, 34, 35, 36,
+                        37, 39)
 N_BOOKS = 66
 PREFIX_IS_QUERY = True  # "query: " on both sides (symmetric task)
 EMBED_BATCH = 64
@@ -224,24 +228,29 @@ class PairedSplit:
     test_keys: np.ndarray = None
 
 
-def plan_books(bank_size, tune_size, seed=0):
-    """Books of the reference pairs, in order, enough for ``bank_size`` verses, and how many of the
-    last ones form the tuning split (at least ``tune_size`` verses, at least one book left)."""
-    counts = {b: n for b, n in _book_sizes()}
-    order = book_order(seed)
+def plan_books(bank_size, seed=0):
+    """Reference books in the fixed shuffled order, whole books until ``bank_size`` verses."""
+    sizes = dict(_book_sizes())
     books, total = [], 0
-    for b in order:
+    for b in book_order(seed):
         if total >= bank_size:
             break
         books.append(b)
-        total += counts[b]
+        total += sizes[b]
     if total < bank_size:
         raise ValueError(f"bank_size {bank_size} exceeds the {total} reference verses available")
-    tune, tune_total = 0, 0
-    while tune_total < tune_size and tune < len(books) - 1:
-        tune += 1
-        tune_total += counts[books[-tune]]
-    return books, tune
+    return books
+
+
+def tuning_books(reference_books, tune_size):
+    """How many of the last reference books form the tuning split: at least ``tune_size`` verses,
+    leaving at least one book for the banks."""
+    sizes = dict(_book_sizes())
+    count, total = 0, 0
+    while total < tune_size and count < len(reference_books) - 1:
+        count += 1
+        total += sizes[reference_books[-count]]
+    return count
 
 
 def _book_sizes():
@@ -252,7 +261,8 @@ def _book_sizes():
 
 
 def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=20000,
-                     tune_size=1000, test_books=TEST_BOOKS, cache_dir=None, progress=None):
+                     tune_size=1000, test_books=TEST_BOOKS, reference_books=None, cache_dir=None,
+                     progress=None):
     """Cross-lingual paired embeddings split by book (see the module docstring).
 
     Parameters
@@ -264,6 +274,8 @@ def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=
     tune_size : int
         Verses of the tuning split carved from the reference pairs (whole books).
     test_books : tuple of int
+    reference_books : sequence of int, optional
+        Explicit reference books (then ``bank_size`` is ignored); must not overlap the test books.
     cache_dir : str, optional
     progress : callable(n_done_increment, total) or None
         Called as verses are embedded or loaded (the CLI draws a bar with it).
@@ -276,7 +288,11 @@ def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=
     if tq == tg:
         raise ValueError(f"query and gallery translations are the same ({tq!r})")
     cache = EmbeddingCache(cache_dir)
-    ref_books, n_tune_books = plan_books(bank_size, tune_size)
+    ref_books = list(reference_books) if reference_books is not None else plan_books(bank_size)
+    overlap = set(ref_books) & set(test_books)
+    if overlap:
+        raise ValueError(f"reference books overlap the test books: {sorted(overlap)}")
+    n_tune_books = tuning_books(ref_books, tune_size)
     sizes = dict(_book_sizes())
     total = 2 * sum(sizes[b] for b in list(test_books) + ref_books)
     report = (lambda n: progress(n, total)) if progress else (lambda n: None)

@@ -10,9 +10,9 @@ from . import baselines
 from .index import InvGCIndex
 
 #: LocalAdj rates reach 3 and pools 0.2 (SCIENCE.md section 5: the tuner often picks large ones)
-LOCALADJ_RATES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+LOCALADJ_RATES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
 LOCALADJ_POOLS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2)
-FULL_RATES = tuple(round(0.1 * i, 1) for i in range(11))
+FULL_RATES = tuple(round(0.1 * i, 1) for i in range(11)) + (1.5, 2.0)
 
 
 def _plain(params, query_bank, gallery_bank):
@@ -48,10 +48,10 @@ def _invgc(variant):
 
 METHODS = {
     "plain": ({}, _plain),
-    "nnn": ({"alpha": (0.25, 0.5, 0.75, 1.0), "k": (1, 8, 32, 128)}, _nnn),
-    "csls": ({"k": (1, 5, 10, 20, 50)}, _csls),
-    "qb_norm": ({"beta": (5.0, 10.0, 20.0, 40.0, 80.0)}, _qb_norm),
-    "dbnorm": ({"beta1": (1.0, 5.0, 20.0, 50.0), "beta2": (1.0, 5.0, 20.0, 50.0)}, _dbnorm),
+    "nnn": ({"alpha": (0.25, 0.5, 0.75, 1.0, 1.5), "k": (1, 8, 32, 128, 256)}, _nnn),
+    "csls": ({"k": (1, 5, 10, 20, 50, 100)}, _csls),
+    "qb_norm": ({"beta": (2.0, 5.0, 10.0, 20.0, 40.0, 80.0)}, _qb_norm),
+    "dbnorm": ({"beta1": (1.0, 5.0, 20.0, 50.0), "beta2": (0.5, 1.0, 5.0, 20.0, 50.0)}, _dbnorm),
     "invgc_full": ({"r_g": FULL_RATES, "r_q": FULL_RATES}, _invgc("full")),
     "invgc_localadj": ({"r_g": LOCALADJ_RATES, "r_q": LOCALADJ_RATES,
                         "pool_rate": LOCALADJ_POOLS}, _invgc("localadj")),
