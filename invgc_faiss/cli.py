@@ -11,6 +11,8 @@ import csv
 import json
 import sys
 
+import numpy as np
+
 from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
@@ -78,16 +80,43 @@ def run_comparison(split, query_name, gallery_name, method_names):
     return rows
 
 
+def plot_k_occurrence(rows, path):
+    """Histogram of N_10 per direction, plain vs every other method (needs the plot extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(r["direction"] for r in rows))
+    fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 4), squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        for row in (r for r in rows if r["direction"] == label):
+            counts = row["_k_occurrence"]
+            ax.hist(counts, bins=np.arange(counts.max() + 2) - 0.5, histtype="step",
+                    label=f"{row['method']} (skew {row['k_skewness']:.2f})")
+        ax.set_yscale("log")
+        ax.set_xlabel("N_10: times an item is in a query's top 10")
+        ax.set_ylabel("gallery items")
+        ax.set_title(label)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def save_outputs(rows, args, description):
+    public = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"data": description, "rows": rows}, f, indent=1)
+            json.dump({"data": description, "rows": public}, f, indent=1)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
             writer.writeheader()
-            for row in rows:
+            for row in public:
                 writer.writerow({**row, "params": json.dumps(row["params"])})
+    if args.plot:
+        plot_k_occurrence(rows, args.plot)
 
 
 def run_evaluate(args):
@@ -121,6 +150,8 @@ def add_common(parser):
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--json", help="save the table as JSON")
     parser.add_argument("--csv", help="save the table as CSV")
+    parser.add_argument("--plot", help="draw the k-occurrence distributions to this PNG "
+                                       "(needs the plot extra: matplotlib)")
 
 
 def add_data(parser, bank_size, tune_size, test_books, reference_books):

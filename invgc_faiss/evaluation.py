@@ -24,7 +24,9 @@ def evaluate_method(build, queries, gallery):
     Returns
     -------
     dict with R@1, R@5, R@10, MdR, MnR (full ranks: the search covers the whole gallery),
-    k_skewness, robin_hood, hub_occurrence, antihub_rate (top-10), add_s, search_s
+    k_skewness, robin_hood, hub_occurrence, antihub_rate (top-10), add_s, search_s, and
+    ``_k_occurrence`` (n,) int64, the top-10 occurrence counts (for plots; keys with a leading
+    underscore are not saved)
     """
     n, d = gallery.shape
     index = build(d)
@@ -39,7 +41,8 @@ def evaluate_method(build, queries, gallery):
     search_s = time.perf_counter() - start
     row = metrics.retrieval_metrics(metrics.ground_truth_ranks(I, np.arange(n)))
     row.update(metrics.hubness(I[:, :HUBNESS_K], n))
-    row.update(add_s=add_s, search_s=search_s)
+    row.update(add_s=add_s, search_s=search_s,
+               _k_occurrence=metrics.k_occurrence(I[:, :HUBNESS_K], n))
     return row
 
 
