@@ -128,23 +128,37 @@ class InvGCIndex(faiss.IndexIDMap2):
         self.referenced_objects.append(given)
         self.correction = correction
         self.keep_originals = bool(keep_originals)
-        widths = {"degrees": len(correction.offsets_)}
-        if self.keep_originals:
-            widths["originals"] = inner.d
-        self.items = ItemTable(widths)
+        self.items = ItemTable(*self._item_layout())
         self.sequential_ids = None
 
+    def _item_layout(self):
+        """Per-item columns: ``(widths, dtypes)`` for :class:`ItemTable`."""
+        widths = {"degrees": len(self.correction.offsets_)}
+        if self.keep_originals:
+            widths["originals"] = self.correction.d_
+        return widths, {}
+
     @classmethod
-    def restore(cls, inner, ids, correction, *, keep_originals, columns, sequential_ids):
-        """Rebuild an index around an inner index that already holds corrected vectors.
+    def restore(cls, inner, ids, correction, *, keep_originals, columns, sequential_ids, **kwargs):
+        """Rebuild an index around an inner index that already holds its vectors.
 
         Used by :func:`invgc_faiss.read_index`. ``ids`` (ntotal,) int64 are the stored ids in
-        internal order, ``columns`` the :class:`ItemTable` columns row-aligned with them.
+        internal order, ``columns`` the :class:`ItemTable` columns row-aligned with them;
+        ``kwargs`` go to the constructor.
         """
+        self = cls(faiss.IndexFlat(inner.d, inner.metric_type), correction=correction,
+                   keep_originals=keep_originals, **kwargs)
+        self._attach(inner, ids, columns, sequential_ids)
+        return self
+
+    def _attach(self, inner, ids, columns, sequential_ids):
+        """Make a non-empty ``inner`` this (empty) index's storage, with its ids and item columns."""
         if ids.shape[0] != inner.ntotal:
             raise ValueError(f"{ids.shape[0]} ids for an inner index of {inner.ntotal} vectors")
-        self = cls(faiss.IndexFlat(inner.d, inner.metric_type), correction=correction,
-                   keep_originals=keep_originals)
+        for name, width in self.items.widths.items():
+            if (name not in columns or columns[name].shape != (inner.ntotal, width)
+                    or columns[name].dtype != self.items.dtypes[name]):
+                raise ValueError(f"item column {name!r} is missing or has the wrong shape")
         faiss.IndexIDMap2.index.__set__(self, inner)
         self.referenced_objects = [inner]
         self.metric_type = inner.metric_type
@@ -153,12 +167,8 @@ class InvGCIndex(faiss.IndexIDMap2):
         faiss.copy_array_to_vector(np.ascontiguousarray(ids, dtype=np.int64), self.id_map)
         self.ntotal = inner.ntotal
         self.construct_rev_map()
-        for name, width in self.items.widths.items():
-            if name not in columns or columns[name].shape != (inner.ntotal, width):
-                raise ValueError(f"item column {name!r} is missing or has the wrong shape")
         self.items.replace({name: columns[name] for name in self.items.widths})
         self.sequential_ids = sequential_ids
-        return self
 
     @property
     def index(self):
@@ -210,17 +220,23 @@ class InvGCIndex(faiss.IndexIDMap2):
         return self.correction.check_input(x, allow_empty=True)
 
     def _store(self, x, ids, sequential):
-        """Correct validated rows and add them; state changes only once everything succeeded."""
+        """Add validated rows; state changes only once everything succeeded."""
         if x.shape[0] == 0:
             return
+        vectors, rows = self._prepare_rows(x)
+        columns = self.items.appended(**rows)
+        faiss.IndexIDMap2.add_with_ids(self, vectors, ids)
+        self.items.replace(columns)
+        self.sequential_ids = sequential
+
+    def _prepare_rows(self, x):
+        """What to store for validated rows ``x``: the vectors for the inner index (here the
+        corrected ones) and the item-table rows."""
         corrected, degrees = self.correction.correct(x)
         rows = {"degrees": degrees}
         if self.keep_originals:
             rows["originals"] = x
-        columns = self.items.appended(**rows)
-        super().add_with_ids(corrected, ids)
-        self.items.replace(columns)
-        self.sequential_ids = sequential
+        return corrected, rows
 
     # ---- removing -------------------------------------------------------------------------
 

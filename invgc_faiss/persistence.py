@@ -31,6 +31,7 @@ import numpy as np
 
 from .correction import InvGC
 from .index import InvGCIndex
+from .rerank import InvGCRerankIndex
 
 MAGIC = b"INVGCFAISS"
 FORMAT_VERSION = 1
@@ -60,7 +61,7 @@ def write_index(index, path):
 
     Parameters
     ----------
-    index : InvGCIndex
+    index : InvGCIndex or InvGCRerankIndex
     path : str or os.PathLike
     """
     if not isinstance(index, InvGCIndex):
@@ -77,6 +78,9 @@ def write_index(index, path):
         "bank_names": index.correction.bank_names_,
         "keep_originals": index.keep_originals,
         "sequential_ids": index.sequential_ids,
+        "mode": "rerank" if isinstance(index, InvGCRerankIndex) else "baked",
+        "rerank": ({"k_factor": index.k_factor, "offset_dtype": index.offset_dtype,
+                    "rates": index.rates.tolist()} if isinstance(index, InvGCRerankIndex) else None),
         "payload_bytes": len(payload),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "faiss_version": faiss.__version__,
@@ -152,8 +156,15 @@ def read_index(path):
     if "gallery_mean" in arrays:
         correction.fit_gallery_mean(arrays["gallery_mean"])
     columns = {key[len("item_"):]: arrays[key] for key in arrays if key.startswith("item_")}
-    return InvGCIndex.restore(
+    rerank = header.get("rerank")
+    cls, extra = ((InvGCRerankIndex, {"k_factor": rerank["k_factor"],
+                                      "offset_dtype": rerank["offset_dtype"]})
+                  if header.get("mode") == "rerank" else (InvGCIndex, {}))
+    index = cls.restore(
         faiss.deserialize_index(arrays["inner"]), arrays["ids"], correction,
         keep_originals=header["keep_originals"], columns=columns,
-        sequential_ids=header["sequential_ids"],
+        sequential_ids=header["sequential_ids"], **extra,
     )
+    if rerank is not None:
+        index.rates = np.array(rerank["rates"], dtype=np.float64)
+    return index

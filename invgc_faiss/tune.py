@@ -5,8 +5,10 @@ the rest serve as banks. Every method's grid (:data:`invgc_faiss.methods.METHODS
 same way, maximising ``R@1 + R@5 + R@10`` of the pseudo-queries (one retrieval direction: the one
 being tuned; RSUM adds the two directions' sums).
 
-InvGC is searched without rebuilding: the offsets depend only on ``pool_rate`` (and, for the full
-variant, on nothing), so they are computed once per pool and combined with every ``(r_g, r_q)``.
+InvGC is searched the way rerank mode (:mod:`invgc_faiss.rerank`) changes rates at search time,
+with no rebuild: the offsets and per-item scalars depend only on ``pool_rate``, so for each pool
+they are computed once, and every ``(r_g, r_q)`` rescales the same raw score matrices
+``Q X^T`` and ``Q O_b^T`` with :func:`invgc_faiss.rerank.corrected_scores`.
 """
 import itertools
 import logging
@@ -16,6 +18,7 @@ import numpy as np
 from . import metrics
 from .correction import InvGC
 from .methods import METHODS
+from .rerank import corrected_scores, rerank_scalars
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +29,9 @@ def recall_sum(I, n):
     return m["R@1"] + m["R@5"] + m["R@10"]
 
 
-def recall_sum_dense(queries, gallery):
-    """``R@1 + R@5 + R@10`` from the dense score matrix; rank = 1 + #items scoring above truth."""
-    scores = queries @ gallery.T
+def recall_sum_dense(scores):
+    """``R@1 + R@5 + R@10`` from a dense score matrix (n, n) whose diagonal holds the ground
+    truth; rank = 1 + number of items scoring above it."""
     ranks = 1 + (scores > np.diag(scores)[:, None]).sum(axis=1)
     return sum(100.0 * float(np.mean(ranks <= k)) for k in (1, 5, 10))
 
@@ -41,15 +44,17 @@ def grid(param_grid):
 
 def _tune_invgc(variant, param_grid, queries, gallery, query_bank, gallery_bank):
     pools = param_grid.get("pool_rate", (0.01,))
+    raw = queries @ gallery.T
     best = (-np.inf, None)
     for pool_rate in pools:
         correction = InvGC(variant=variant, pool_rate=pool_rate).fit(gallery_bank, query_bank)
         if variant == "full":
             correction.fit_gallery_mean(gallery.mean(axis=0, dtype=np.float64))
         offsets, _ = correction.offsets(gallery)
+        scalars = rerank_scalars(gallery, offsets)[None]
+        offset_scores = np.stack([queries @ o.T for o in offsets])
         for r_g, r_q in itertools.product(param_grid["r_g"], param_grid["r_q"]):
-            corrected = InvGC.combine(gallery, offsets, [r_g, r_q])
-            score = recall_sum_dense(queries, corrected)
+            score = recall_sum_dense(corrected_scores(raw, offset_scores, scalars, [r_g, r_q]))
             params = {"r_g": r_g, "r_q": r_q}
             if variant == "localadj":
                 params["pool_rate"] = pool_rate

@@ -25,7 +25,8 @@ def test_dense_and_faiss_recall_sums_agree():
     index = faiss.IndexFlatIP(16)
     index.add(split.gallery)
     _, I = index.search(split.queries, 10)
-    assert tune.recall_sum(I, 200) == pytest.approx(tune.recall_sum_dense(split.queries, split.gallery))
+    assert tune.recall_sum(I, 200) == pytest.approx(
+        tune.recall_sum_dense(split.queries @ split.gallery.T))
 
 
 @pytest.mark.parametrize("name", ["invgc_localadj", "invgc_full"])
