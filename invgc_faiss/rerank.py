@@ -24,14 +24,15 @@ missed; with ``k * k_factor >= ntotal`` the result equals the baked :class:`InvG
 import faiss
 import numpy as np
 
+from . import kernels
 from .index import InvGCIndex
 from .item_table import ItemTable
 from .validation import as_float_matrix, check_positive_int, check_rate
 
 OFFSET_DTYPES = ("float16", "float32")
 N_SCALARS = 6
-#: queries x candidates x d gathered at once while rescoring (bounds working memory)
-RESCORE_BLOCK = 1 << 23
+#: every float16 bit pattern decoded to float32, for the rescoring kernel
+HALF_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
 
 def rerank_scalars(x, offsets):
@@ -215,18 +216,16 @@ class InvGCRerankIndex(InvGCIndex):
 
     def _rescore(self, x, raw, positions):
         """Corrected scores (nq, n_candidates), float64; -inf where no candidate."""
-        nq, n_candidates = positions.shape
         nb = len(self.rates)
-        scores = np.empty((nq, n_candidates), dtype=np.float64)
-        block = max(1, RESCORE_BLOCK // (n_candidates * self.d))
-        scalars = self.items.columns["scalars"]
-        offsets = [self.items.columns[f"offsets_{b}"] for b in range(nb)]
-        for start in range(0, nq, block):
-            rows = slice(start, start + block)
-            pos = np.maximum(positions[rows], 0)
-            qo = np.stack([np.einsum("qd,qkd->qk", x[rows], offsets[b][pos].astype(np.float32))
-                           for b in range(nb)])
-            scores[rows] = corrected_scores(raw[rows], qo, scalars[pos], self.rates)
+        qo = np.empty((nb,) + positions.shape, dtype=np.float64)
+        for b in range(nb):
+            rows = self.items.columns[f"offsets_{b}"]
+            if rows.dtype == np.float16:
+                kernels.candidate_dots_half(x, positions, rows.view(np.uint16), HALF_TABLE, qo[b])
+            else:
+                kernels.candidate_dots(x, positions, rows, qo[b])
+        scalars = self.items.columns["scalars"][np.maximum(positions, 0)]
+        scores = corrected_scores(raw, qo, scalars, self.rates)
         scores[positions < 0] = -np.inf
         return scores
 
