@@ -19,8 +19,11 @@ Ids, chosen to match what faiss users expect:
 ``remove_ids`` is reimplemented so that it stays correct over IVF inner indexes (faiss's own
 ``IndexIDMap`` mis-maps ids there after a removal, because IVF does not renumber its lists).
 
-Thread safety is faiss's: concurrent ``search`` calls are safe; ``add``/``remove_ids``/``reset``
-must not run concurrently with anything else on the same index.
+Thread safety goes beyond faiss's: any number of threads may ``search`` while others ``add``,
+``remove_ids`` or ``reset``: a readers-writer lock (:mod:`invgc_faiss.locking`) lets searches run
+together and gives each writer's short commit exclusive access, so every search sees the index
+before or after a whole batch, never half of it. (faiss itself allows concurrent searches only.)
+Calls made directly on ``index.index`` bypass the lock.
 """
 import logging
 
@@ -29,6 +32,7 @@ import numpy as np
 
 from .correction import InvGC
 from .item_table import ItemTable
+from .locking import ReadWriteLock
 from .validation import as_float_matrix, as_ids, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -110,6 +114,7 @@ class InvGCIndex(faiss.IndexIDMap2):
     items = None
     keep_originals = None
     sequential_ids = None
+    _lock = None
 
     def __init__(self, index, *, gallery_bank=None, query_bank=None, r_g=0.3, r_q=0.3,
                  variant="localadj", pool_rate=0.01, gallery_bank_index=None, query_bank_index=None,
@@ -130,6 +135,7 @@ class InvGCIndex(faiss.IndexIDMap2):
         self.keep_originals = bool(keep_originals)
         self.items = ItemTable(*self._item_layout())
         self.sequential_ids = None
+        self._lock = ReadWriteLock()
 
     def _item_layout(self):
         """Per-item columns: ``(widths, dtypes)`` for :class:`ItemTable`."""
@@ -181,36 +187,21 @@ class InvGCIndex(faiss.IndexIDMap2):
         """Train the inner index on the corrected ``x`` (n, d); the full variant also takes its
         gallery mean ``x_mean`` from ``x``."""
         x = self.correction.check_input(x)
-        if self.correction.variant == "full":
-            self.correction.fit_gallery_mean(x.mean(axis=0, dtype=np.float64))
-        corrected, _ = self.correction.correct(x)
-        super().train(corrected)
+        with self._lock.writing():
+            if self.correction.variant == "full":
+                self.correction.fit_gallery_mean(x.mean(axis=0, dtype=np.float64))
+            corrected, _ = self.correction.correct(x)
+            super().train(corrected)
 
     def add(self, x):
         """Correct and add ``x`` (n, d) under sequential ids ``ntotal .. ntotal + n - 1``."""
-        if self.sequential_ids is False:
-            raise ValueError(
-                "this index holds ids given to add_with_ids; keep using add_with_ids (or reset())"
-            )
-        x = self._check_add(x)
-        self._store(x, np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64), True)
+        self._store(self._check_add(x), None)
 
     def add_with_ids(self, x, ids):
         """Correct and add ``x`` (n, d) under the caller's ``ids`` (n,), int, >= 0, unique and not
         already stored."""
-        if self.sequential_ids is True:
-            raise ValueError(
-                "this index holds sequential ids from add(); keep using add (or reset())"
-            )
         x = self._check_add(x)
-        ids = as_ids(ids, x.shape[0])
-        taken = np.isin(ids, self.stored_ids())
-        if taken.any():
-            raise ValueError(
-                f"{int(taken.sum())} id(s) already stored, e.g. {int(ids[np.argmax(taken)])}; "
-                "remove_ids them first"
-            )
-        self._store(x, ids, False)
+        self._store(x, as_ids(ids, x.shape[0]))
 
     def _check_add(self, x):
         if not self.is_trained:
@@ -219,15 +210,31 @@ class InvGCIndex(faiss.IndexIDMap2):
             )
         return self.correction.check_input(x, allow_empty=True)
 
-    def _store(self, x, ids, sequential):
-        """Add validated rows; state changes only once everything succeeded."""
-        if x.shape[0] == 0:
-            return
-        vectors, rows = self._prepare_rows(x)
-        columns = self.items.appended(**rows)
-        faiss.IndexIDMap2.add_with_ids(self, vectors, ids)
-        self.items.replace(columns)
-        self.sequential_ids = sequential
+    def _store(self, x, ids):
+        """Add validated rows under ``ids`` (None: sequential). The correction runs outside the
+        lock; the commit under it changes state only once everything succeeded."""
+        vectors, rows = self._prepare_rows(x) if x.shape[0] else (None, None)
+        sequential = ids is None
+        with self._lock.writing():
+            if self.sequential_ids is (not sequential):
+                raise ValueError(
+                    "this index holds ids given to add_with_ids; keep using add_with_ids (or "
+                    "reset())" if sequential else
+                    "this index holds sequential ids from add(); keep using add (or reset())")
+            if x.shape[0] == 0:
+                return
+            if sequential:
+                ids = np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64)
+            else:
+                taken = np.isin(ids, self.stored_ids())
+                if taken.any():
+                    raise ValueError(
+                        f"{int(taken.sum())} id(s) already stored, e.g. "
+                        f"{int(ids[np.argmax(taken)])}; remove_ids them first")
+            columns = self.items.appended(**rows)
+            faiss.IndexIDMap2.add_with_ids(self, vectors, ids)
+            self.items.replace(columns)
+            self.sequential_ids = sequential
 
     def _prepare_rows(self, x):
         """What to store for validated rows ``x``: the vectors for the inner index (here the
@@ -246,6 +253,11 @@ class InvGCIndex(faiss.IndexIDMap2):
         Returns the number removed. Sequential ids are renumbered afterwards (like IndexFlat);
         ids given to add_with_ids are kept. Where the inner index refuses (HNSW, an IVF with a
         direct map) faiss's ``RuntimeError`` propagates and the index is unchanged."""
+        with self._lock.writing():
+            return self._remove(x)
+
+    def _remove(self, x):
+        """:meth:`remove_ids` under the write lock."""
         stored = self.stored_ids()
         if isinstance(x, faiss.IDSelector):
             drop = np.fromiter((x.is_member(int(i)) for i in stored), dtype=bool, count=stored.size)
@@ -279,9 +291,10 @@ class InvGCIndex(faiss.IndexIDMap2):
 
     def reset(self):
         """Remove every vector (the correction and the inner index's training stay)."""
-        super().reset()
-        self.items.reset()
-        self.sequential_ids = None
+        with self._lock.writing():
+            super().reset()
+            self.items.reset()
+            self.sequential_ids = None
 
     # ---- searching ------------------------------------------------------------------------
 
@@ -290,12 +303,14 @@ class InvGCIndex(faiss.IndexIDMap2):
         against the corrected gallery. ``k > ntotal`` pads with ``I = -1`` as faiss does."""
         x = as_float_matrix(x, self.d, name="queries", allow_empty=True)
         k = check_positive_int(k, "k")
-        return super().search(x, k, params=params, D=D, I=I)
+        with self._lock.reading():
+            return super().search(x, k, params=params, D=D, I=I)
 
     def range_search(self, x, thresh, *, params=None):
         """``lims, D, I = index.range_search(x, thresh)`` over the corrected gallery."""
         x = as_float_matrix(x, self.d, name="queries", allow_empty=True)
-        return super().range_search(x, thresh, params=params)
+        with self._lock.reading():
+            return super().range_search(x, thresh, params=params)
 
     # ---- inspection -----------------------------------------------------------------------
 

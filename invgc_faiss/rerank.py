@@ -148,9 +148,10 @@ class InvGCRerankIndex(InvGCIndex):
         """Train the inner index on ``x`` as given (it stores originals); the full variant takes its
         gallery mean from ``x``."""
         x = self.correction.check_input(x)
-        if self.correction.variant == "full":
-            self.correction.fit_gallery_mean(x.mean(axis=0, dtype=np.float64))
-        faiss.IndexIDMap2.train(self, x)
+        with self._lock.writing():
+            if self.correction.variant == "full":
+                self.correction.fit_gallery_mean(x.mean(axis=0, dtype=np.float64))
+            faiss.IndexIDMap2.train(self, x)
 
     def _prepare_rows(self, x):
         """Original vectors for the inner index; offsets, scalars and degrees for the table."""
@@ -180,16 +181,18 @@ class InvGCRerankIndex(InvGCIndex):
         l2 = self.metric_type == faiss.METRIC_L2
         D_out = np.full((n, k), np.inf if l2 else -np.inf, dtype=np.float32)
         I_out = np.full((n, k), -1, dtype=np.int64)
-        n_candidates = min(self.ntotal, k * self.k_factor)
+        with self._lock.reading():
+            n_candidates = min(self.ntotal, k * self.k_factor)
+            if n and n_candidates:
+                raw, positions = self._candidates(x, n_candidates, params)
+                scores = self._rescore(x, raw, positions)
+                ids = faiss.rev_swig_ptr(self.id_map.data(), self.ntotal).copy()
         if n and n_candidates:
-            raw, positions = self._candidates(x, n_candidates, params)
-            scores = self._rescore(x, raw, positions)
             keep = min(k, n_candidates)
             order = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
             best = np.take_along_axis(scores, order, axis=1)
             chosen = np.take_along_axis(positions, order, axis=1)
             found = chosen >= 0
-            ids = faiss.rev_swig_ptr(self.id_map.data(), self.ntotal)
             I_out[:, :keep] = np.where(found, ids[np.maximum(chosen, 0)], -1)
             if l2:
                 best = (x * x).sum(axis=1, keepdims=True) + 1 - 2 * best
