@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -22,6 +23,15 @@ def cone(rng, n, d, spread=0.15, axis=None):
     if axis is None:
         axis = np.ones(d) / np.sqrt(d)
     return unit_rows(axis + spread * rng.standard_normal((n, d)))
+
+
+# fuzzing profiles: the default run is fast; `pytest --hypothesis-profile=thorough` runs
+# >= 10,000 examples per property test
+settings.register_profile("default", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=10_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("default")
 
 
 def pytest_addoption(parser):
