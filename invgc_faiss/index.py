@@ -213,7 +213,9 @@ class InvGCIndex(faiss.IndexIDMap2):
     def _store(self, x, ids):
         """Add validated rows under ``ids`` (None: sequential). The correction runs outside the
         lock; the commit under it changes state only once everything succeeded."""
-        vectors, rows = self._prepare_rows(x) if x.shape[0] else (None, None)
+        if x.shape[0] == 0:  # an empty batch is a no-op, as in faiss
+            return
+        vectors, rows = self._prepare_rows(x)
         sequential = ids is None
         with self._lock.writing():
             if self.sequential_ids is (not sequential):
@@ -221,8 +223,6 @@ class InvGCIndex(faiss.IndexIDMap2):
                     "this index holds ids given to add_with_ids; keep using add_with_ids (or "
                     "reset())" if sequential else
                     "this index holds sequential ids from add(); keep using add (or reset())")
-            if x.shape[0] == 0:
-                return
             if sequential:
                 ids = np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64)
             else:
