@@ -55,3 +55,27 @@ def build_bank_index(bank, spec=None):
         )
     return index
 
+
+def apply_search_params(indexes, search_params):
+    """Set accuracy knobs on bank indexes, faiss ``ParameterSpace`` syntax: ``"nprobe=16"`` (IVF),
+    ``"efSearch=128"`` (HNSW), comma-separated. More probes / a wider beam give a higher
+    bank-top-k recall for more time. Each knob is set on every index that has it; a knob that no
+    index has raises ``ValueError``."""
+    space = faiss.ParameterSpace()
+    for item in search_params.split(","):
+        name, _, value = item.partition("=")
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"bad bank search parameter {item!r}: expected name=number") from None
+        applied = 0
+        for index in indexes:
+            try:
+                space.set_index_parameter(index, name.strip(), value)
+                applied += 1
+            except RuntimeError:
+                continue
+        if not applied:
+            raise ValueError(f"bank search parameter {name.strip()!r} applies to none of the "
+                             f"bank indexes {[type(faiss.downcast_index(i)).__name__ for i in indexes]}")
+

@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from . import kernels
-from .bank_search import build_bank_index
+from .bank_search import apply_search_params, build_bank_index
 from .validation import as_float_matrix, as_unit_rows, check_pool_rate, check_positive_int, check_rate
 
 logger = logging.getLogger(__name__)
@@ -109,6 +109,13 @@ class InvGC:
         LocalAdj neighbourhood as a share of each bank: ``k = max(1, floor(pool_rate * M))``.
     gallery_bank_index, query_bank_index : None, str or faiss.Index
         LocalAdj bank search (default exact ``IndexFlatIP``; see ``bank_search``).
+    bank_search_params : str, optional
+        Accuracy knobs of approximate bank indexes, faiss ParameterSpace syntax
+        (``"nprobe=16"``, ``"efSearch=128"``).
+    max_bank_size : int, optional
+        Scale knob: a bank with more rows is replaced by a uniform random sample of this many
+        (seed ``bank_seed``); ``k`` follows the sample (``pool_rate`` of it).
+    bank_seed : int
     normalize_input : bool
         False (default): gallery and bank rows must already have unit norm, else ``ValueError``.
         True: they are L2-normalized first (zero rows still raise).
@@ -125,8 +132,8 @@ class InvGC:
     """
 
     def __init__(self, *, r_g=0.3, r_q=0.3, variant="localadj", pool_rate=0.01,
-                 gallery_bank_index=None, query_bank_index=None, normalize_input=False,
-                 batch_size=16384):
+                 gallery_bank_index=None, query_bank_index=None, bank_search_params=None,
+                 max_bank_size=None, bank_seed=0, normalize_input=False, batch_size=16384):
         self.r_g = check_rate(r_g, "r_g")
         self.r_q = check_rate(r_q, "r_q")
         if variant not in VARIANTS:
@@ -135,6 +142,10 @@ class InvGC:
         self.pool_rate = check_pool_rate(pool_rate)
         self.gallery_bank_index = gallery_bank_index
         self.query_bank_index = query_bank_index
+        self.bank_search_params = bank_search_params
+        self.max_bank_size = (None if max_bank_size is None
+                              else check_positive_int(max_bank_size, "max_bank_size"))
+        self.bank_seed = int(bank_seed)
         self.normalize_input = bool(normalize_input)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.offsets_ = None
@@ -143,7 +154,8 @@ class InvGC:
         """Constructor parameters that persistence can store as JSON (bank indexes excluded)."""
         return {"r_g": self.r_g, "r_q": self.r_q, "variant": self.variant,
                 "pool_rate": self.pool_rate, "normalize_input": self.normalize_input,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "bank_search_params": self.bank_search_params,
+                "max_bank_size": self.max_bank_size, "bank_seed": self.bank_seed}
 
     def fit(self, gallery_bank=None, query_bank=None, d=None):
         """Validate the banks and build the per-bank offsets.
@@ -169,6 +181,10 @@ class InvGC:
                 continue
             bank = as_float_matrix(bank, d, name=f"{name}_bank")
             bank = as_unit_rows(bank, name=f"{name}_bank", normalize=self.normalize_input)
+            if self.max_bank_size is not None and bank.shape[0] > self.max_bank_size:
+                rng = np.random.default_rng(self.bank_seed)
+                keep = np.sort(rng.choice(bank.shape[0], self.max_bank_size, replace=False))
+                bank = np.ascontiguousarray(bank[keep])
             d = bank.shape[1]
             banks.append(bank)
             names.append(name)
@@ -176,6 +192,8 @@ class InvGC:
             specs.append(spec)
         if self.variant == "localadj":
             offsets = [LocalAdjOffset(b, self.pool_rate, s) for b, s in zip(banks, specs)]
+            if self.bank_search_params:
+                apply_search_params([off.bank_index for off in offsets], self.bank_search_params)
         else:
             offsets = [FullOffset(b) for b in banks]
         self.offsets_ = offsets

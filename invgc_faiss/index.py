@@ -92,7 +92,8 @@ class InvGCIndex(faiss.IndexIDMap2):
         Reference items of the gallery's modality (e.g. training-set images).
     query_bank : array_like of shape (M_q, d), optional
         Reference items of the query's modality (e.g. training-set captions).
-    r_g, r_q, variant, pool_rate, gallery_bank_index, query_bank_index, normalize_input, batch_size
+    r_g, r_q, variant, pool_rate, gallery_bank_index, query_bank_index, bank_search_params,
+    max_bank_size, bank_seed, normalize_input, batch_size
         See :class:`invgc_faiss.correction.InvGC`. Inputs must be unit-norm unless
         ``normalize_input=True``; queries are never modified either way.
     keep_originals : bool
@@ -118,14 +119,17 @@ class InvGCIndex(faiss.IndexIDMap2):
 
     def __init__(self, index, *, gallery_bank=None, query_bank=None, r_g=0.3, r_q=0.3,
                  variant="localadj", pool_rate=0.01, gallery_bank_index=None, query_bank_index=None,
-                 normalize_input=False, keep_originals=False, batch_size=16384, correction=None):
+                 bank_search_params=None, max_bank_size=None, bank_seed=0, normalize_input=False,
+                 keep_originals=False, batch_size=16384, correction=None):
         given = index
         inner = _unwrap_inner(index)
         if correction is None:
             correction = InvGC(r_g=r_g, r_q=r_q, variant=variant, pool_rate=pool_rate,
                                gallery_bank_index=gallery_bank_index,
                                query_bank_index=query_bank_index,
-                               normalize_input=normalize_input, batch_size=batch_size)
+                               bank_search_params=bank_search_params, max_bank_size=max_bank_size,
+                               bank_seed=bank_seed, normalize_input=normalize_input,
+                               batch_size=batch_size)
             correction.fit(gallery_bank=gallery_bank, query_bank=query_bank, d=inner.d)
         elif correction.d_ != inner.d:
             raise ValueError(f"correction has dimension {correction.d_}, inner index has d = {inner.d}")
