@@ -2,8 +2,9 @@
 
 ``index.add(x)`` is atomic for one array, so it holds that array in memory. For a gallery that
 does not fit, :func:`add_in_batches` reads it slice by slice (``np.memmap``, h5py/zarr datasets,
-anything with ``len`` and slicing) or takes an iterable of batches, and adds batch after batch:
-memory stays O(batch), and the corrected vectors go straight into the inner index. Each batch is
+anything with ``len`` and slicing) or takes an iterable of batches (:func:`read_npy_batches`
+reads a ``.npy`` file without mapping it), and adds batch after batch: working memory stays
+O(batch), and the corrected vectors go straight into the inner index. Each batch is
 validated and added atomically; if one is refused, every earlier batch stays added and the error
 names the batch's first row.
 """
@@ -24,6 +25,36 @@ def iter_batches(source, batch_size):
             batch = np.asarray(batch)
             yield start, batch
             start += batch.shape[0] if batch.ndim else 0
+
+
+def read_npy_batches(path, batch_size):
+    """Yield row batches of a 2-D ``.npy`` file by plain reads (not a memory map, whose touched
+    pages would stay in the resident set): memory stays one batch.
+
+    Parameters
+    ----------
+    path : str
+    batch_size : int
+
+    Yields
+    ------
+    ndarray of shape (<= batch_size, d), the file's dtype
+    """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(f)
+        if len(shape) != 2 or fortran:
+            raise ValueError(f"{path}: expected a C-ordered 2-D array, got shape {shape}")
+        n, d = shape
+        for start in range(0, n, batch_size):
+            rows = min(batch_size, n - start)
+            batch = np.fromfile(f, dtype=dtype, count=rows * d)
+            if batch.size != rows * d:
+                raise ValueError(f"{path} is truncated at row {start + batch.size // d}")
+            yield batch.reshape(rows, d)
 
 
 def add_in_batches(index, source, *, ids=None, batch_size=65536, progress=None):

@@ -81,3 +81,16 @@ def test_add_in_batches_from_generator_with_ids_and_a_bad_batch(small_data):
     with pytest.raises(ValueError, match="batch starting at row 200: x contains NaN"):
         add_in_batches(index, batches, ids=np.arange(300) + 7)
     assert_array_equal(index.stored_ids(), np.arange(200) + 7)  # earlier batches stay
+
+
+def test_read_npy_batches(tmp_path, small_data):
+    from invgc_faiss.streaming import read_npy_batches
+
+    path = tmp_path / "g.npy"
+    np.save(path, small_data["xb"])
+    batches = list(read_npy_batches(str(path), 128))
+    assert [b.shape for b in batches] == [(128, 16), (128, 16), (44, 16)]
+    assert_array_equal(np.concatenate(batches), small_data["xb"])
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated at row"):
+        list(read_npy_batches(str(path), 128))
