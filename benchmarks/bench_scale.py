@@ -2,6 +2,7 @@
 
     python benchmarks/bench_scale.py banks   [--query-lang eng --gallery-lang deu]   (data extra)
     python benchmarks/bench_scale.py build   [--n 1000000 --bank 100000 --max-bank-size 12500]
+    python benchmarks/bench_scale.py dask    [--n 200000 --bank 20000]                 (dask extra)
 
 ``banks``: InvGC LocalAdj with rates tuned label-free, on the real benchmark split; for each bank
 search (exact IndexFlatIP, IVF at several nprobe, HNSW at several efSearch) and each bank sample
@@ -14,6 +15,10 @@ file slice by slice, read back in batches (``read_npy_batches``) and streamed wi
 ``add_in_batches`` into an IVF inner index through InvGC with an
 approximate, sampled bank; reports time, vectors/s and peak resident memory against the gallery
 and bank bytes.
+
+``dask``: the same kind of gallery built with ``build_distributed`` on a LocalCluster of 1 and of
+2 single-threaded worker processes; time, speed-up, and the per-vector cost behind the README's
+estimate for 100M vectors.
 """
 import argparse
 import os
@@ -139,6 +144,40 @@ def run_build(args):
           f"banks = {data_mib:.0f} MiB; inner index holds {args.n * d * 4 / 2**20:.0f} MiB")
 
 
+def run_dask(args):
+    from dask.distributed import Client, LocalCluster
+
+    from invgc_faiss.distributed import build_distributed
+
+    d = 384
+    rng = np.random.default_rng(0)
+    axis = cone_vectors(1, d, rng=rng, spread=1.0)[0]
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        path = os.path.join(tmp, "gallery.npy")
+        np.save(path, cone_vectors(args.n, d, rng=rng, axis=axis))
+        banks = [cone_vectors(args.bank, d, rng=rng, axis=axis) for _ in range(2)]
+        train = cone_vectors(20_000, d, rng=rng, axis=axis)
+        results = {}
+        for workers in (1, 2):
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                              dashboard_address=None) as cluster, Client(cluster) as client:
+                index = InvGCIndex(faiss.index_factory(d, args.inner, faiss.METRIC_INNER_PRODUCT),
+                                   gallery_bank=banks[0], query_bank=banks[1],
+                                   pool_rate=args.pool_rate)
+                index.train(train)
+                start = time.perf_counter()
+                build_distributed(client, index, path, chunk_size=args.chunk_size)
+                results[workers] = time.perf_counter() - start
+    per_vector = results[2] / args.n * 2  # worker-seconds per vector with 2 workers
+    print(f"dask build: n = {args.n}, banks 2 x {args.bank}, pool_rate {args.pool_rate}, "
+          f"inner {args.inner}, chunks of {args.chunk_size}, 1 thread per worker")
+    print(f"{'workers':>8}{'seconds':>10}{'vectors/s':>12}{'speed-up':>10}")
+    for workers, seconds in results.items():
+        print(f"{workers:>8}{seconds:>10.1f}{args.n / seconds:>12.0f}{results[1] / seconds:>10.2f}")
+    print(f"measured cost: {1000 * per_vector:.2f} worker-ms per vector; 100M vectors on N machines "
+          f"of 2 such workers ~ {1e8 * per_vector / 2 / 3600:.1f} / N hours (+ merging on the client)")
+
+
 def _bar(total):
     try:
         from tqdm import tqdm
@@ -168,8 +207,15 @@ def main():
     build.add_argument("--inner", default="IVF4096,Flat")
     build.add_argument("--batch-size", type=int, default=65536)
     build.add_argument("--tmp", default=None)
+    dask = sub.add_parser("dask")
+    dask.add_argument("--n", type=int, default=200_000)
+    dask.add_argument("--bank", type=int, default=20_000)
+    dask.add_argument("--pool-rate", type=float, default=0.01)
+    dask.add_argument("--inner", default="IVF1024,Flat")
+    dask.add_argument("--chunk-size", type=int, default=20_000)
+    dask.add_argument("--tmp", default=None)
     args = parser.parse_args()
-    (run_banks if args.command == "banks" else run_build)(args)
+    {"banks": run_banks, "build": run_build, "dask": run_dask}[args.command](args)
 
 
 if __name__ == "__main__":
