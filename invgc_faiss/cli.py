@@ -20,7 +20,7 @@ from .synthetic import make_cone_pairs
 from .tune import tune_method
 
 TABLE_COLUMNS = ["direction", "method", "R@1", "R@5", "R@10", "MdR", "MnR", "RSUM", "k_skewness",
-                 "antihub_rate", "add_s", "search_s", "params"]
+                 "antihub_rate", "mean_cos", "add_s", "search_s", "params"]
 
 
 def progress_bar(description):

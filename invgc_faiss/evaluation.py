@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from . import metrics
+from .index import InvGCIndex
 
 HUBNESS_K = 10
 
@@ -24,7 +25,8 @@ def evaluate_method(build, queries, gallery):
     Returns
     -------
     dict with R@1, R@5, R@10, MdR, MnR (full ranks: the search covers the whole gallery),
-    k_skewness, robin_hood, hub_occurrence, antihub_rate (top-10), add_s, search_s, and
+    k_skewness, robin_hood, hub_occurrence, antihub_rate (top-10), mean_cosine and
+    mean_nn_cosine of the stored gallery (degeneration), add_s, search_s, and
     ``_k_occurrence`` (n,) int64, the top-10 occurrence counts (for plots; keys with a leading
     underscore are not saved)
     """
@@ -41,9 +43,18 @@ def evaluate_method(build, queries, gallery):
     search_s = time.perf_counter() - start
     row = metrics.retrieval_metrics(metrics.ground_truth_ranks(I, np.arange(n)))
     row.update(metrics.hubness(I[:, :HUBNESS_K], n))
+    row.update(metrics.degeneration(stored_gallery(index, gallery)))
     row.update(add_s=add_s, search_s=search_s,
                _k_occurrence=metrics.k_occurrence(I[:, :HUBNESS_K], n))
     return row
+
+
+def stored_gallery(index, gallery):
+    """The gallery vectors an index scores against: the corrected ones of a baked InvGCIndex, the
+    given ones otherwise (score biases and rerankers leave the vectors as they are)."""
+    if type(index) is InvGCIndex:
+        return index.index.reconstruct_n(0, index.ntotal)
+    return gallery
 
 
 def format_table(rows, columns):

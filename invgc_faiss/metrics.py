@@ -114,5 +114,6 @@ def mean_nearest_neighbour_cosine(x):
 
 
 def degeneration(x):
-    """``{"mean_cosine": ..., "mean_nn_cosine": ...}`` of unit rows (n, d)."""
-    return {"mean_cosine": mean_pairwise_cosine(x), "mean_nn_cosine": mean_nearest_neighbour_cosine(x)}
+    """``{"mean_cos": ..., "nn_cos": ...}``: mean pairwise and mean nearest-neighbour cosine of
+    unit rows (n, d)."""
+    return {"mean_cos": mean_pairwise_cosine(x), "nn_cos": mean_nearest_neighbour_cosine(x)}

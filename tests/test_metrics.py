@@ -48,3 +48,8 @@ def test_mean_nearest_neighbour_cosine_by_hand():
     x = np.array([[1, 0], [s, s], [0, 1], [0, 1]], np.float32)
     # nn cosines: 0.707, 0.707, 1 (duplicate), 1
     assert metrics.mean_nearest_neighbour_cosine(x) == pytest.approx((2 * s + 2) / 4, abs=1e-6)
+
+
+def test_degeneration_keys():
+    x = np.eye(3, dtype=np.float32)
+    assert metrics.degeneration(x) == pytest.approx({"mean_cos": 0.0, "nn_cos": 0.0})
