@@ -106,20 +106,26 @@ def run_banks(args):
               f"{recall:>14.3f}{r1:>8.2f}{r1 - base[1]:>7.2f}")
 
 
-def run_build(args):
-    d = 384
+def cone_scale_data(folder, n, n_bank, n_train, d=384):
+    """A generated cone gallery written to ``folder/gallery.npy`` slice by slice (never all in
+    memory), two banks and training rows from the same cone. Returns (path, banks, train)."""
     rng = np.random.default_rng(0)
     axis = cone_vectors(1, d, rng=rng, spread=1.0)[0]
+    path = os.path.join(folder, "gallery.npy")
+    gallery = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        gallery[start:stop] = cone_vectors(stop - start, d, rng=rng, axis=axis)
+    gallery.flush()
+    del gallery
+    banks = [cone_vectors(n_bank, d, rng=rng, axis=axis) for _ in range(2)]
+    return path, banks, cone_vectors(n_train, d, rng=rng, axis=axis)
+
+
+def run_build(args):
+    d = 384
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        path = os.path.join(tmp, "gallery.npy")
-        gallery = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(args.n, d))
-        for start in range(0, args.n, 100_000):  # written in slices: never all in memory
-            stop = min(args.n, start + 100_000)
-            gallery[start:stop] = cone_vectors(stop - start, d, rng=rng, axis=axis)
-        gallery.flush()
-        del gallery
-        banks = [cone_vectors(args.bank, d, rng=rng, axis=axis) for _ in range(2)]
-        train = cone_vectors(args.train, d, rng=rng, axis=axis)
+        path, banks, train = cone_scale_data(tmp, args.n, args.bank, args.train, d)
         rss_start = peak_rss_mib()
         inner = faiss.index_factory(d, args.inner, faiss.METRIC_INNER_PRODUCT)
         start = time.perf_counter()
@@ -150,13 +156,8 @@ def run_dask(args):
     from invgc_faiss.distributed import build_distributed
 
     d = 384
-    rng = np.random.default_rng(0)
-    axis = cone_vectors(1, d, rng=rng, spread=1.0)[0]
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        path = os.path.join(tmp, "gallery.npy")
-        np.save(path, cone_vectors(args.n, d, rng=rng, axis=axis))
-        banks = [cone_vectors(args.bank, d, rng=rng, axis=axis) for _ in range(2)]
-        train = cone_vectors(20_000, d, rng=rng, axis=axis)
+        path, banks, train = cone_scale_data(tmp, args.n, args.bank, 20_000, d)
         results = {}
         for workers in (1, 2):
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

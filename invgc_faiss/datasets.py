@@ -31,10 +31,11 @@ import json
 import logging
 import os
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+
+from .atomic import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -116,20 +117,6 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path, data):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class EmbeddingCache:
     """Per-(translation, book) embedding cache with manifests; see the module docstring.
 
@@ -189,8 +176,8 @@ class EmbeddingCache:
         base = os.path.join(self.cache_dir, f"{translation}-{book:02d}")
         buffer = _npy_bytes(emb)
         manifest = {**self.manifest_for(translation, book, texts), "npy_sha256": _sha256(buffer)}
-        _atomic_write(base + ".npy", buffer)
-        _atomic_write(base + ".json", json.dumps(manifest, indent=1).encode("utf-8"))
+        write_atomically(base + ".npy", [buffer])
+        write_atomically(base + ".json", [json.dumps(manifest, indent=1).encode("utf-8")])
         return emb
 
 

@@ -24,11 +24,11 @@ import io
 import json
 import os
 import struct
-import tempfile
 
 import faiss
 import numpy as np
 
+from .atomic import write_atomically
 from .correction import InvGC
 from .index import InvGCIndex
 from .rerank import InvGCRerankIndex
@@ -85,27 +85,7 @@ def write_index(index, path):
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "faiss_version": faiss.__version__,
     }).encode("utf-8")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".invgc-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC)
-            f.write(struct.pack("<I", len(header)))
-            f.write(header)
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, [MAGIC, struct.pack("<I", len(header)), header, payload])
 
 
 def _read_checked(path):
