@@ -25,8 +25,6 @@ together and gives each writer's short commit exclusive access, so every search 
 before or after a whole batch, never half of it. (faiss itself allows concurrent searches only.)
 Calls made directly on ``index.index`` bypass the lock.
 """
-import logging
-
 import faiss
 import numpy as np
 
@@ -34,8 +32,6 @@ from .correction import InvGC
 from .item_table import ItemTable
 from .locking import ReadWriteLock
 from .validation import as_float_matrix, as_ids, check_positive_int
-
-logger = logging.getLogger(__name__)
 
 
 def _unwrap_inner(index):

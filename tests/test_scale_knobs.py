@@ -6,7 +6,6 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import dense_reference as ref
 import invgc_faiss
-from conftest import random_unit
 from invgc_faiss import InvGCIndex
 from invgc_faiss.streaming import add_in_batches
 

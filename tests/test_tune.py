@@ -1,5 +1,4 @@
 """Label-free tuning: grids and the no-rebuild InvGC path."""
-import numpy as np
 import pytest
 
 from invgc_faiss import tune
