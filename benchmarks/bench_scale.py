@@ -38,12 +38,19 @@ from invgc_faiss.synthetic import cone_vectors  # noqa: E402
 REPEAT = 10
 
 
-def peak_rss_mib():
+def status_mib(field):
+    """``VmHWM`` (peak resident set) or ``VmRSS`` of this process, MiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise KeyError("VmHWM")
+    raise KeyError(field)
+
+
+def reset_peak_rss():
+    """Make VmHWM start again from the current resident set (Linux clear_refs 5)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def topk_recall(exact, approx):
@@ -126,7 +133,8 @@ def run_build(args):
     d = 384
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         path, banks, train = cone_scale_data(tmp, args.n, args.bank, args.train, d)
-        rss_start = peak_rss_mib()
+        reset_peak_rss()  # the data generation's own peak is not the build's
+        rss_start = status_mib("VmRSS")
         inner = faiss.index_factory(d, args.inner, faiss.METRIC_INNER_PRODUCT)
         start = time.perf_counter()
         index = InvGCIndex(inner, gallery_bank=banks[0], query_bank=banks[1],
@@ -139,15 +147,16 @@ def run_build(args):
         start = time.perf_counter()
         add_in_batches(index, read_npy_batches(path, args.batch_size), progress=bar)
         add_s = time.perf_counter() - start
-        peak = peak_rss_mib()
+        peak = status_mib("VmHWM")
     k = index.correction.offsets_[0].k
     data_mib = (args.n * d * 4 + 2 * args.bank * d * 4) / 2**20
     print(f"1M build: n = {args.n}, banks 2 x {args.bank} (sampled to {args.max_bank_size}, k = {k}), "
           f"bank index {args.bank_index} {args.bank_search_params}, inner {args.inner}")
     print(f"setup (bank indexes, inner training) {setup_s:.1f} s; add {add_s:.1f} s = "
           f"{args.n / add_s:.0f} vectors/s; total {setup_s + add_s:.1f} s")
-    print(f"peak RSS {peak:.0f} MiB (process start to data ready: {rss_start:.0f} MiB); gallery + "
-          f"banks = {data_mib:.0f} MiB; inner index holds {args.n * d * 4 / 2**20:.0f} MiB")
+    print(f"peak RSS during the build {peak:.0f} MiB, of which {rss_start:.0f} MiB before it (runtime, "
+          f"banks, training rows); gallery + banks = {data_mib:.0f} MiB; the inner index holds "
+          f"{args.n * d * 4 / 2**20:.0f} MiB; peak - gallery - banks = {peak - data_mib:.0f} MiB")
 
 
 def run_dask(args):
