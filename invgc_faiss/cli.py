@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from . import metrics
 from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
@@ -76,7 +77,7 @@ def run_comparison(split, query_name, gallery_name, method_names):
             rows.append({"direction": label, "method": name,
                          **evaluate_method(build, queries, gallery), "params": params})
     for row in rows:
-        row["RSUM"] = sum(r["R@1"] + r["R@5"] + r["R@10"] for r in rows if r["method"] == row["method"])
+        row["RSUM"] = metrics.rsum(*(r for r in rows if r["method"] == row["method"]))
     return rows
 
 

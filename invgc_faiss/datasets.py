@@ -26,6 +26,7 @@ entry is rebuilt. Cache folder: ``$INVGC_FAISS_CACHE`` or ``~/.cache/invgc-faiss
 """
 import hashlib
 import importlib.metadata
+import io
 import importlib.util
 import json
 import logging
@@ -182,8 +183,6 @@ class EmbeddingCache:
 
 
 def _npy_bytes(array):
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()

@@ -51,7 +51,8 @@ def retrieval_metrics(ranks, ks=(1, 5, 10)):
 
 
 def rsum(*metric_dicts):
-    """RSUM: R@1 + R@5 + R@10 summed over the given directions' metric dicts."""
+    """RSUM: R@1 + R@5 + R@10 summed over the given metric dicts (one per direction; one dict
+    gives a single direction's sum)."""
     return float(sum(m["R@1"] + m["R@5"] + m["R@10"] for m in metric_dicts))
 
 

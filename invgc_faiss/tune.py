@@ -25,15 +25,14 @@ logger = logging.getLogger(__name__)
 
 def recall_sum(I, n):
     """``R@1 + R@5 + R@10`` (percent) of results ``I`` (n, >= 10) whose ground truth is row i."""
-    m = metrics.retrieval_metrics(metrics.ground_truth_ranks(I, np.arange(n)))
-    return m["R@1"] + m["R@5"] + m["R@10"]
+    return metrics.rsum(metrics.retrieval_metrics(metrics.ground_truth_ranks(I, np.arange(n))))
 
 
 def recall_sum_dense(scores):
     """``R@1 + R@5 + R@10`` from a dense score matrix (n, n) whose diagonal holds the ground
     truth; rank = 1 + number of items scoring above it."""
     ranks = 1 + (scores > np.diag(scores)[:, None]).sum(axis=1)
-    return sum(100.0 * float(np.mean(ranks <= k)) for k in (1, 5, 10))
+    return metrics.rsum(metrics.retrieval_metrics(ranks))
 
 
 def grid(param_grid):
