@@ -186,14 +186,15 @@ class InvGCRerankIndex(InvGCIndex):
             if n and n_candidates:
                 raw, positions = self._candidates(x, n_candidates, params)
                 scores = self._rescore(x, raw, positions)
-                ids = faiss.rev_swig_ptr(self.id_map.data(), self.ntotal).copy()
+                id_view = faiss.rev_swig_ptr(self.id_map.data(), self.ntotal)
+                candidate_ids = np.where(positions >= 0, id_view[np.maximum(positions, 0)], -1)
         if n and n_candidates:
             keep = min(k, n_candidates)
             order = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
             best = np.take_along_axis(scores, order, axis=1)
-            chosen = np.take_along_axis(positions, order, axis=1)
-            found = chosen >= 0
-            I_out[:, :keep] = np.where(found, ids[np.maximum(chosen, 0)], -1)
+            chosen = np.take_along_axis(candidate_ids, order, axis=1)
+            found = np.take_along_axis(positions, order, axis=1) >= 0
+            I_out[:, :keep] = chosen
             if l2:
                 best = (x * x).sum(axis=1, keepdims=True) + 1 - 2 * best
             D_out[:, :keep] = np.where(found, best, D_out[:, :keep])
