@@ -99,6 +99,16 @@ def read_book(translation, book):
     return keys, [t.strip() for _, _, t in rows]
 
 
+def verse_texts(keys, translation="k"):
+    """Texts of the verses ``keys`` (n, 3) int64 (book, chapter, verse) in one translation
+    (default the English KJV, ``"k"``), in the order of ``keys``."""
+    texts = {}
+    for book in np.unique(keys[:, 0]):
+        chapter_verse, book_texts = read_book(translation, int(book))
+        texts.update({(int(book), c, v): t for (c, v), t in zip(chapter_verse.tolist(), book_texts)})
+    return [texts[(b, c, v)] for b, c, v in keys.tolist()]
+
+
 def book_order(seed=0):
     """Non-test books in the fixed shuffled order used to fill banks and the tuning split."""
     rest = np.array([b for b in range(1, N_BOOKS + 1) if b not in TEST_BOOKS])

@@ -97,10 +97,17 @@ class InvGCIndex(faiss.IndexIDMap2):
     correction : InvGC, optional
         An already fitted correction (persistence uses this); the bank and rate arguments are then
         ignored.
+    alignment : invgc_faiss.rebalance.Alignment, optional
+        A fitted alignment of the two sides (e.g. a
+        :class:`~invgc_faiss.rebalance.RebalancingAdapter`). Gallery rows are mapped by its
+        gallery side before the InvGC correction, queries by its query side inside ``search`` /
+        ``range_search``, and the banks by their own sides before the correction is fitted (a
+        given ``correction`` must already have aligned banks). Saved and loaded with the index.
 
     Attributes
     ----------
     correction : InvGC
+    alignment : Alignment or None
     items : ItemTable
         Per-item ``degrees`` (n_banks columns) and, if kept, ``originals``, in internal order.
     sequential_ids : bool or None
@@ -108,6 +115,7 @@ class InvGCIndex(faiss.IndexIDMap2):
     """
 
     correction = None
+    alignment = None
     items = None
     keep_originals = None
     sequential_ids = None
@@ -116,10 +124,16 @@ class InvGCIndex(faiss.IndexIDMap2):
     def __init__(self, index, *, gallery_bank=None, query_bank=None, r_g=0.3, r_q=0.3,
                  variant="localadj", pool_rate=0.01, gallery_bank_index=None, query_bank_index=None,
                  bank_search_params=None, max_bank_size=None, bank_seed=0, normalize_input=False,
-                 keep_originals=False, batch_size=16384, correction=None):
+                 keep_originals=False, batch_size=16384, correction=None, alignment=None):
         given = index
         inner = _unwrap_inner(index)
+        if alignment is not None and alignment.d_ != inner.d:
+            raise ValueError(f"alignment has dimension {alignment.d_}, inner index has d = {inner.d}")
         if correction is None:
+            if alignment is not None:
+                gallery_bank = None if gallery_bank is None else alignment.transform_gallery(
+                    gallery_bank)
+                query_bank = None if query_bank is None else alignment.transform_query(query_bank)
             correction = InvGC(r_g=r_g, r_q=r_q, variant=variant, pool_rate=pool_rate,
                                gallery_bank_index=gallery_bank_index,
                                query_bank_index=query_bank_index,
@@ -132,6 +146,7 @@ class InvGCIndex(faiss.IndexIDMap2):
         super().__init__(inner)
         self.referenced_objects.append(given)
         self.correction = correction
+        self.alignment = alignment
         self.keep_originals = bool(keep_originals)
         self.items = ItemTable(*self._item_layout())
         self.sequential_ids = None
@@ -186,7 +201,7 @@ class InvGCIndex(faiss.IndexIDMap2):
     def train(self, x):
         """Train the inner index on the corrected ``x`` (n, d); the full variant also takes its
         gallery mean ``x_mean`` from ``x``."""
-        x = self.correction.check_input(x)
+        x = self._aligned_gallery(self.correction.check_input(x))
         with self._lock.writing():
             if self.correction.variant == "full":
                 self.correction.fit_gallery_mean(x.mean(axis=0, dtype=np.float64))
@@ -239,11 +254,19 @@ class InvGCIndex(faiss.IndexIDMap2):
     def _prepare_rows(self, x):
         """What to store for validated rows ``x``: the vectors for the inner index (here the
         corrected ones) and the item-table rows."""
-        corrected, degrees = self.correction.correct(x)
+        corrected, degrees = self.correction.correct(self._aligned_gallery(x))
         rows = {"degrees": degrees}
         if self.keep_originals:
             rows["originals"] = x
         return corrected, rows
+
+    def _aligned_gallery(self, x):
+        """Validated gallery rows mapped by the alignment's gallery side (as given without one)."""
+        return x if self.alignment is None else self.alignment.transform_gallery(x)
+
+    def _aligned_queries(self, x):
+        """Validated queries mapped by the alignment's query side (as given without one)."""
+        return x if self.alignment is None else self.alignment.transform_query(x)
 
     # ---- removing -------------------------------------------------------------------------
 
@@ -299,16 +322,17 @@ class InvGCIndex(faiss.IndexIDMap2):
     # ---- searching ------------------------------------------------------------------------
 
     def search(self, x, k, *, params=None, D=None, I=None):
-        """``D, I = index.search(x, k)``: faiss search of the queries ``x`` (n, d), untouched,
-        against the corrected gallery. ``k > ntotal`` pads with ``I = -1`` as faiss does."""
-        x = as_float_matrix(x, self.d, name="queries", allow_empty=True)
+        """``D, I = index.search(x, k)``: faiss search of the queries ``x`` (n, d) -- untouched
+        by InvGC, mapped by the alignment's query side if there is one -- against the corrected
+        gallery. ``k > ntotal`` pads with ``I = -1`` as faiss does."""
+        x = self._aligned_queries(as_float_matrix(x, self.d, name="queries", allow_empty=True))
         k = check_positive_int(k, "k")
         with self._lock.reading():
             return super().search(x, k, params=params, D=D, I=I)
 
     def range_search(self, x, thresh, *, params=None):
         """``lims, D, I = index.range_search(x, thresh)`` over the corrected gallery."""
-        x = as_float_matrix(x, self.d, name="queries", allow_empty=True)
+        x = self._aligned_queries(as_float_matrix(x, self.d, name="queries", allow_empty=True))
         with self._lock.reading():
             return super().range_search(x, thresh, params=params)
 

@@ -118,3 +118,68 @@ def degeneration(x):
     """``{"mean_cos": ..., "nn_cos": ...}``: mean pairwise and mean nearest-neighbour cosine of
     unit rows (n, d)."""
     return {"mean_cos": mean_pairwise_cosine(x), "nn_cos": mean_nearest_neighbour_cosine(x)}
+
+
+def self_neighbours(x, k):
+    """Top-``k`` neighbours of every row of ``x`` among the other rows, by inner product.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d), float32
+    k : int, ``k < n``
+
+    Returns
+    -------
+    ndarray of shape (n, k), int64: row numbers of ``x``, best first, never ``i`` itself
+    """
+    n = x.shape[0]
+    if not 0 < k < n:
+        raise ValueError(f"k must be in [1, n - 1] for n = {n} rows, got k = {k}")
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(np.ascontiguousarray(x, dtype=np.float32))
+    _, I = index.search(np.ascontiguousarray(x, dtype=np.float32), k + 1)
+    not_self = I != np.arange(n)[:, None]
+    not_self[not_self.all(axis=1), k] = False  # self not found (ties): drop the last instead
+    return I[not_self].reshape(n, k)
+
+
+def ndcg(I, relevance, ks=(10, 20, 50)):
+    """Mean NDCG@k of ranked lists against graded relevance, the query itself excluded.
+
+    ``DCG@k(i) = sum_{r=1..k} relevance[i, I[i, r-1]] / log2(r + 1)``, and ``IDCG@k(i)`` is the
+    same sum over row i's ``k`` largest relevances among the other items. Rows whose IDCG is 0
+    (nothing relevant) are left out of the mean.
+
+    Parameters
+    ----------
+    I : ndarray of shape (n, >= max(ks)), int64, retrieved item numbers per query (no self)
+    relevance : ndarray of shape (n, n), graded relevance of item j to query i, >= 0
+    ks : sequence of int
+
+    Returns
+    -------
+    dict ``{"NDCG@k": percent}``
+    """
+    n, kmax = relevance.shape[0], max(ks)
+    if relevance.shape != (n, n) or I.shape[0] != n or I.shape[1] < kmax:
+        raise ValueError(f"need relevance (n, n) and I (n, >= {kmax}), got {relevance.shape} and "
+                         f"{I.shape}")
+    others = relevance.astype(np.float64, copy=True)
+    np.fill_diagonal(others, -np.inf)
+    ideal = -np.sort(-others, axis=1)[:, :kmax]
+    ideal[~np.isfinite(ideal)] = 0.0
+    gained = np.take_along_axis(relevance.astype(np.float64), I[:, :kmax], axis=1)
+    discount = 1.0 / np.log2(np.arange(2, kmax + 2))
+    out = {}
+    for k in ks:
+        dcg, idcg = gained[:, :k] @ discount[:k], ideal[:, :k] @ discount[:k]
+        keep = idcg > 0
+        out[f"NDCG@{k}"] = 100.0 * float(np.mean(dcg[keep] / idcg[keep])) if keep.any() else 0.0
+    return out
+
+
+def neighbour_overlap(I, J, k=10):
+    """Mean share (percent) of the top-``k`` lists ``I`` and ``J`` (n, >= k) that coincide:
+    ``100 * mean_i |I[i, :k] & J[i, :k]| / k``."""
+    common = [np.intersect1d(a, b, assume_unique=True).size for a, b in zip(I[:, :k], J[:, :k])]
+    return 100.0 * float(np.mean(common)) / k

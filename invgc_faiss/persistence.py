@@ -8,7 +8,11 @@ File layout (format version 1)::
                                        payload length and SHA-256
     payload                            an .npz archive (no pickles): the inner faiss index bytes,
                                        stored ids, per-item columns, the banks, and the bank search
-                                       indexes that are not the default exact flat one
+                                       indexes that are not the default exact flat one, and
+                                       the alignment's side matrices if the index has one
+
+An alignment comes back as a plain :class:`invgc_faiss.rebalance.Alignment` with the same
+matrices (so the same searches); the header keeps its name and fitting parameters.
 
 Writing is atomic: a temporary file in the target folder is written, flushed, fsync'ed and
 renamed over the target, and the folder is fsync'ed, so a crash leaves either the old file or the
@@ -31,6 +35,7 @@ import numpy as np
 from .atomic import write_atomically
 from .correction import InvGC
 from .index import InvGCIndex
+from .rebalance import Alignment
 from .rerank import InvGCRerankIndex
 
 MAGIC = b"INVGCFAISS"
@@ -53,7 +58,18 @@ def _payload_arrays(index):
             arrays[f"bank_index_{name}"] = faiss.serialize_index(bank_index)
     if correction.gallery_mean_ is not None:
         arrays["gallery_mean"] = correction.gallery_mean_
+    if index.alignment is not None:
+        for side, matrix in index.alignment.matrices().items():
+            arrays[f"alignment_{side}"] = matrix
     return arrays
+
+
+def _alignment_header(alignment):
+    if alignment is None:
+        return None
+    get_params = getattr(alignment, "get_params", None)
+    return {"name": alignment.name, "d": alignment.d_,
+            "params": get_params() if get_params is not None else {}}
 
 
 def write_index(index, path):
@@ -78,6 +94,7 @@ def write_index(index, path):
         "bank_names": index.correction.bank_names_,
         "keep_originals": index.keep_originals,
         "sequential_ids": index.sequential_ids,
+        "alignment": _alignment_header(index.alignment),
         "mode": "rerank" if isinstance(index, InvGCRerankIndex) else "baked",
         "rerank": ({"k_factor": index.k_factor, "offset_dtype": index.offset_dtype,
                     "rates": index.rates.tolist()} if isinstance(index, InvGCRerankIndex) else None),
@@ -140,6 +157,10 @@ def read_index(path):
     cls, extra = ((InvGCRerankIndex, {"k_factor": rerank["k_factor"],
                                       "offset_dtype": rerank["offset_dtype"]})
                   if header.get("mode") == "rerank" else (InvGCIndex, {}))
+    aligned = header.get("alignment")
+    if aligned is not None:
+        extra["alignment"] = Alignment(arrays.get("alignment_query"), arrays.get("alignment_gallery"),
+                                       d=aligned["d"], name=aligned["name"])
     index = cls.restore(
         faiss.deserialize_index(arrays["inner"]), arrays["ids"], correction,
         keep_originals=header["keep_originals"], columns=columns,

@@ -106,7 +106,8 @@ class InvGCRerankIndex(InvGCIndex):
     offset_dtype : {"float16", "float32"}
         Storage of the per-item offsets.
     **params
-        As for :class:`InvGCIndex` (banks, ``r_g``, ``r_q``, variant, pool_rate, ...).
+        As for :class:`InvGCIndex` (banks, ``r_g``, ``r_q``, variant, pool_rate, ...), except
+        ``alignment``: rerank mode keeps the stored vectors as given, so it takes none.
 
     Attributes
     ----------
@@ -119,6 +120,9 @@ class InvGCRerankIndex(InvGCIndex):
     rates = None
 
     def __init__(self, index, *, k_factor=8, offset_dtype="float16", **params):
+        if params.get("alignment") is not None:
+            raise ValueError("an alignment is applied by InvGCIndex (baked mode) only; rerank mode "
+                             "does not take one")
         super().__init__(index, **params)
         if offset_dtype not in OFFSET_DTYPES:
             raise ValueError(f"offset_dtype must be one of {OFFSET_DTYPES}, got {offset_dtype!r}")

@@ -1,0 +1,230 @@
+"""Structure-aware rebalancing adapter: one residual map per side, fitted post hoc on reference
+pairs of frozen embeddings (SCIENCE.md section 2).
+
+Loss per mini-batch (:func:`invgc_faiss.rebalance.losses.rebalancing_loss`)::
+
+    L = ITC + w_kd (KD + KDI + KDT) + w_rep (IIC + TTC)
+
+with the structure target ``A = lam A_q + (1 - lam) A_g`` mixing the teachers' pairwise cosines,
+``lam = sigmoid(theta)`` learned (0.5 at init). Teachers default to the frozen embeddings
+themselves; stronger unimodal embeddings may be passed instead (any dimension: their cosines give
+``A``; for TTC/IIC they are projected into the d-dimensional space by a least-squares map fitted
+on the training pairs, then normalized). ``w_kd = w_rep = 0`` is the ITC-only adapter.
+
+Fitting: a seeded split holds out ``val_fraction`` of the pairs; mini-batch Adam on the rest, one
+shuffled pass per epoch; after each epoch the loss of the held-out pairs (fixed batches of
+``batch_size``) is measured, and fitting stops after ``patience`` epochs without improvement,
+keeping the best epoch's parameters. Everything is float64 numpy: the batch matrices are small
+(B x d and B x B), so no deep-learning framework is needed.
+"""
+import logging
+import sys
+
+import numpy as np
+
+from ..validation import as_float_matrix, check_positive_int
+from .alignment import Alignment, check_pairs
+from .losses import rebalancing_loss
+from .maps import normalize_rows, side_map
+from .optim import Adam
+
+logger = logging.getLogger(__name__)
+
+
+def _epoch_bar(total, enabled):
+    """tqdm over epochs on stderr when ``enabled`` and tqdm is installed, else None."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="rebalancing adapter", unit="epoch", file=sys.stderr)
+
+
+def _teacher(teacher, reference, n, name, train_rows):
+    """Teacher rows (n, d_t) normalized, and their projection into the d-dim space (n, d)."""
+    if teacher is None:
+        unit = normalize_rows(reference)[0]
+        return unit, unit
+    t = as_float_matrix(teacher, name=name).astype(np.float64)
+    if t.shape[0] != n:
+        raise ValueError(f"{name} must have one row per reference pair ({n}), got {t.shape[0]}")
+    unit = normalize_rows(t)[0]
+    if t.shape[1] == reference.shape[1]:
+        return unit, unit
+    projection = np.linalg.lstsq(unit[train_rows], reference[train_rows], rcond=None)[0]
+    return unit, normalize_rows(unit @ projection)[0]
+
+
+class RebalancingAdapter(Alignment):
+    """Residual adapters for both sides trained with the structure-aware rebalancing loss.
+
+    Parameters
+    ----------
+    kind : {"linear", "lowrank"}
+        Residual map per side: full ``I + Delta`` or ``I + P R^T`` of rank ``rank``.
+    rank : int
+        Rank of the low-rank map.
+    w_kd : float >= 0
+        Weight of the structure terms KD + KDI + KDT (0 with ``w_rep = 0``: ITC only).
+    w_rep : float >= 0
+        Weight of the representation terms IIC + TTC.
+    tau : float > 0
+        InfoNCE temperature (0.07, the paper's).
+    tau2 : float > 0
+        Temperature dividing the student cosines in the structure terms (1: cosines compared with
+        the teachers' cosines as they are).
+    lr : float > 0
+        Adam learning rate.
+    batch_size : int >= 2
+    max_epochs : int
+    patience : int
+        Epochs without a better held-out loss before stopping.
+    val_fraction : float in (0, 1)
+        Share of the pairs held out for early stopping.
+    seed : int
+        Seeds the split, the shuffles and the low-rank init: equal seeds give equal adapters.
+    progress : bool
+        Draw a progress bar over epochs (tqdm, when installed).
+
+    Attributes
+    ----------
+    query_matrix_, gallery_matrix_ : ndarray of shape (d, d), float32
+        The fitted side maps ``I + Delta`` (rows are mapped as ``normalize(x M)``).
+    lambda_ : float
+        Learned teacher mixing weight of the query side.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss`` (mean over its batches), ``val_loss``, and the
+        held-out unweighted terms.
+    best_epoch_ : int
+    """
+
+    name = "rebalance"
+
+    def __init__(self, *, kind="linear", rank=64, w_kd=1.0, w_rep=1.0, tau=0.07, tau2=1.0,
+                 lr=1e-3, batch_size=256, max_epochs=100, patience=5, val_fraction=0.1, seed=0,
+                 progress=False):
+        self.kind, self.rank = kind, rank
+        self.w_kd, self.w_rep, self.tau, self.tau2 = w_kd, w_rep, tau, tau2
+        self.lr, self.batch_size, self.max_epochs, self.patience = lr, batch_size, max_epochs, patience
+        self.val_fraction, self.seed, self.progress = val_fraction, seed, progress
+
+    def get_params(self):
+        """The constructor parameters (saved with an index)."""
+        return {k: getattr(self, k) for k in (
+            "kind", "rank", "w_kd", "w_rep", "tau", "tau2", "lr", "batch_size", "max_epochs",
+            "patience", "val_fraction", "seed")}
+
+    def _check_params(self):
+        maps = side_map(self.kind, check_positive_int(self.rank, "rank"))
+        for name in ("w_kd", "w_rep"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("tau", "tau2", "lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if check_positive_int(self.batch_size, "batch_size") < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        check_positive_int(self.max_epochs, "max_epochs")
+        check_positive_int(self.patience, "patience")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        return maps
+
+    def fit(self, queries, gallery, *, query_teacher=None, gallery_teacher=None):
+        """Fit both side maps on reference pairs.
+
+        Parameters
+        ----------
+        queries, gallery : array_like of shape (n, d), row i matches row i
+        query_teacher, gallery_teacher : array_like of shape (n, d_t), optional
+            Teacher embeddings of the same pairs (default: ``queries`` / ``gallery``).
+
+        Returns
+        -------
+        self
+        """
+        maps = self._check_params()
+        q, g = check_pairs(queries, gallery, min_pairs=4)
+        n, d = q.shape
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(n)
+        n_val = max(2, int(round(self.val_fraction * n)))
+        if n - n_val < 2:
+            raise ValueError(f"{n} reference pairs leave fewer than 2 for training after holding "
+                             f"out {n_val}")
+        val_rows, train_rows = order[:n_val], order[n_val:]
+        q64, g64 = normalize_rows(q.astype(np.float64))[0], normalize_rows(g.astype(np.float64))[0]
+        teacher_q, proj_q = _teacher(query_teacher, q64, n, "query_teacher", train_rows)
+        teacher_g, proj_g = _teacher(gallery_teacher, g64, n, "gallery_teacher", train_rows)
+        data = (q64, g64, teacher_q, teacher_g, proj_q, proj_g)
+
+        params = {"theta": np.zeros(())}
+        for side in ("query", "gallery"):
+            params.update({f"{side}.{k}": p for k, p in maps.init_params(d, rng).items()})
+        optimiser = Adam(params, lr=self.lr)
+        best = (np.inf, {k: p.copy() for k, p in params.items()}, 0)
+        val_batches = [val_rows[i:i + self.batch_size] for i in range(0, n_val, self.batch_size)]
+        val_batches = [b for b in val_batches if b.size >= 2]
+        self.history_, wait = [], 0
+        bar = _epoch_bar(self.max_epochs, self.progress)
+        for epoch in range(1, self.max_epochs + 1):
+            shuffled = rng.permutation(train_rows)
+            train_losses = []
+            for start in range(0, shuffled.size - 1, self.batch_size):
+                batch = shuffled[start:start + self.batch_size]
+                if batch.size < 2:
+                    continue
+                loss, _, grads = self._loss_and_grads(maps, params, data, batch)
+                optimiser.step(grads)
+                train_losses.append(loss)
+            val = [self._loss_and_grads(maps, params, data, b, gradients=False)
+                   for b in val_batches]
+            weights = np.array([b.size for b in val_batches], dtype=np.float64)
+            record = {"epoch": epoch, "train_loss": float(np.mean(train_losses)),
+                      "val_loss": float(np.average([v[0] for v in val], weights=weights))}
+            record.update({k: float(np.average([v[1][k] for v in val], weights=weights))
+                           for k in val[0][1]})
+            self.history_.append(record)
+            logger.info("epoch %d: train %.4f, held-out %.4f", epoch, record["train_loss"],
+                        record["val_loss"])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(val_loss=f"{record['val_loss']:.4f}")
+            if record["val_loss"] < best[0] - 1e-6:
+                best, wait = (record["val_loss"], {k: p.copy() for k, p in params.items()}, epoch), 0
+            else:
+                wait += 1
+                if wait >= self.patience:
+                    break
+        if bar is not None:
+            bar.close()
+        _, best_params, self.best_epoch_ = best
+        self.lambda_ = float(1.0 / (1.0 + np.exp(-best_params["theta"])))
+        self.query_matrix_, self.gallery_matrix_ = (
+            maps.matrix(self._side(best_params, side)).astype(np.float32)
+            for side in ("query", "gallery"))
+        self.d_ = d
+        return self
+
+    @staticmethod
+    def _side(params, side):
+        prefix = f"{side}."
+        return {k[len(prefix):]: p for k, p in params.items() if k.startswith(prefix)}
+
+    def _loss_and_grads(self, maps, params, data, batch, gradients=True):
+        """Loss, unweighted terms and (if ``gradients``) the parameter gradients of one batch."""
+        q, g, teacher_q, teacher_g, proj_q, proj_g = (a[batch] for a in data)
+        pq, pg = self._side(params, "query"), self._side(params, "gallery")
+        u, cache_q = maps.forward(pq, q)
+        v, cache_g = maps.forward(pg, g)
+        loss, terms, grad_u, grad_v, grad_theta = rebalancing_loss(
+            u, v, teacher_q, teacher_g, proj_q, proj_g, float(params["theta"]),
+            w_kd=self.w_kd, w_rep=self.w_rep, tau=self.tau, tau2=self.tau2)
+        if not gradients:
+            return loss, terms, None
+        grads = {"theta": np.asarray(grad_theta)}
+        grads.update({f"query.{k}": v for k, v in maps.backward(pq, cache_q, grad_u).items()})
+        grads.update({f"gallery.{k}": v for k, v in maps.backward(pg, cache_g, grad_v).items()})
+        return loss, terms, grads

@@ -1,0 +1,131 @@
+"""Fitted alignments between the two sides of a paired retrieval task, and the closed-form ones.
+
+An alignment holds one (d, d) matrix per side, or ``None`` for a side left as it is, and maps::
+
+    query row x    ->  normalize(x M_q)        (x unchanged when M_q is None)
+    gallery row x  ->  normalize(x M_g)        (x unchanged when M_g is None)
+
+Every fitter in :mod:`invgc_faiss.rebalance` produces one (learned state ``query_matrix_``,
+``gallery_matrix_``, ``d_``), so :class:`invgc_faiss.InvGCIndex` and the file format handle them
+all alike. Closed-form fitters (baselines of SCIENCE.md section 2), given reference pairs
+``Q``, ``G`` (n, d) with row i matching row i; both map the query side onto the gallery side:
+
+* :class:`IdentityAlignment`: nothing changes.
+* :class:`ProcrustesAlignment`: ``M_q = argmin_{R orthogonal} ||Q R - G||_F = U V^T`` where
+  ``Q^T G = U S V^T``.
+* :class:`LeastSquaresAlignment`: ``M_q = argmin_W ||Q W - G||_F`` (numpy lstsq).
+"""
+import numpy as np
+
+from ..validation import as_float_matrix
+from .maps import normalize_rows
+
+
+def check_pairs(queries, gallery, min_pairs=2):
+    """Validated float32 copies of paired reference rows ``queries``, ``gallery`` (n, d)."""
+    q = as_float_matrix(queries, name="queries")
+    g = as_float_matrix(gallery, q.shape[1], name="gallery")
+    if q.shape[0] != g.shape[0]:
+        raise ValueError(f"queries and gallery must be paired row by row, got {q.shape[0]} and "
+                         f"{g.shape[0]} rows")
+    if q.shape[0] < min_pairs:
+        raise ValueError(f"need at least {min_pairs} reference pairs, got {q.shape[0]}")
+    return q, g
+
+
+class Alignment:
+    """A fitted alignment; see the module docstring.
+
+    Parameters
+    ----------
+    query_matrix, gallery_matrix : ndarray of shape (d, d) or None
+    d : int
+    name : str, what produced it (saved with an index)
+    """
+
+    name = "identity"
+    query_matrix_ = None
+    gallery_matrix_ = None
+    d_ = None
+
+    def __init__(self, query_matrix=None, gallery_matrix=None, *, d, name="identity"):
+        self.d_ = int(d)
+        self.query_matrix_ = None if query_matrix is None else as_float_matrix(
+            query_matrix, self.d_, name="query_matrix")
+        self.gallery_matrix_ = None if gallery_matrix is None else as_float_matrix(
+            gallery_matrix, self.d_, name="gallery_matrix")
+        self.name = name
+
+    def _check_fitted(self):
+        if self.d_ is None:
+            raise ValueError(f"this {type(self).__name__} is not fitted: call fit() first")
+
+    def _apply(self, x, matrix, name):
+        self._check_fitted()
+        x = as_float_matrix(x, self.d_, name=name, allow_empty=True)
+        if matrix is None:
+            return x
+        return np.ascontiguousarray(normalize_rows(x @ matrix)[0], dtype=np.float32)
+
+    def transform_query(self, x):
+        """Query-side rows ``x`` (n, d) -> aligned rows (n, d) float32."""
+        return self._apply(x, self.query_matrix_, "queries")
+
+    def transform_gallery(self, x):
+        """Gallery-side rows ``x`` (n, d) -> aligned rows (n, d) float32."""
+        return self._apply(x, self.gallery_matrix_, "gallery")
+
+    def swapped(self):
+        """The same maps with the sides' roles exchanged (for the reverse retrieval direction)."""
+        self._check_fitted()
+        return Alignment(self.gallery_matrix_, self.query_matrix_, d=self.d_, name=self.name)
+
+    def matrices(self):
+        """``{"query": M_q, "gallery": M_g}`` without the identity sides (for saving)."""
+        self._check_fitted()
+        return {side: m for side, m in (("query", self.query_matrix_),
+                                        ("gallery", self.gallery_matrix_)) if m is not None}
+
+
+class IdentityAlignment(Alignment):
+    """Leaves both sides as they are (the baseline)."""
+
+    def __init__(self):
+        pass
+
+    def fit(self, queries, gallery):
+        q, _ = check_pairs(queries, gallery, min_pairs=1)
+        self.d_ = q.shape[1]
+        return self
+
+
+class ProcrustesAlignment(Alignment):
+    """Orthogonal map of the query side onto the gallery side (module docstring)."""
+
+    name = "procrustes"
+
+    def __init__(self):
+        pass
+
+    def fit(self, queries, gallery):
+        q, g = check_pairs(queries, gallery)
+        u, _, vt = np.linalg.svd(q.astype(np.float64).T @ g.astype(np.float64))
+        self.query_matrix_ = (u @ vt).astype(np.float32)
+        self.d_ = q.shape[1]
+        return self
+
+
+class LeastSquaresAlignment(Alignment):
+    """Least-squares linear map of the query side onto the gallery side (module docstring)."""
+
+    name = "lstsq"
+
+    def __init__(self):
+        pass
+
+    def fit(self, queries, gallery):
+        q, g = check_pairs(queries, gallery)
+        w = np.linalg.lstsq(q.astype(np.float64), g.astype(np.float64), rcond=None)[0]
+        self.query_matrix_ = w.astype(np.float32)
+        self.d_ = q.shape[1]
+        return self

@@ -1,0 +1,259 @@
+"""Rebalancing adapter and alignment baselines: fitting, composition with InvGCIndex, saving."""
+import faiss
+import numpy as np
+import pytest
+
+import invgc_faiss
+from invgc_faiss.rebalance import (ALIGNMENTS, Alignment, IdentityAlignment, LeastSquaresAlignment,
+                                   ProcrustesAlignment, RebalancingAdapter)
+from invgc_faiss.rebalance.maps import normalize_rows
+from invgc_faiss.rebalance.optim import Adam
+
+D = 16
+
+
+def unit(x):
+    return normalize_rows(np.asarray(x, dtype=np.float64))[0].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    """Query side = a rotated, noisy copy of the gallery side (so alignment has work to do)."""
+    rng = np.random.default_rng(0)
+    g = unit(rng.standard_normal((700, D)) + 0.5)
+    skew = rng.standard_normal((D, D))
+    qr, r = np.linalg.qr(np.eye(D) + 0.3 * (skew - skew.T))
+    rotation = qr * np.sign(np.diag(r))  # a rotation near the identity
+    q = unit(g @ rotation.T + 0.1 * rng.standard_normal(g.shape))
+    return q, g
+
+
+def recall_at_1(q, g):
+    return float(np.mean(np.argmax(q @ g.T, axis=1) == np.arange(q.shape[0])))
+
+
+FAST = dict(max_epochs=15, batch_size=64, lr=1e-2)
+
+
+def test_adam_minimises_a_quadratic():
+    x = {"w": np.array([3.0, -2.0])}
+    opt = Adam(x, lr=0.1)
+    for _ in range(500):
+        opt.step({"w": 2 * x["w"]})
+    np.testing.assert_allclose(x["w"], 0, atol=1e-2)
+
+
+@pytest.mark.parametrize("kind", ["linear", "lowrank"])
+def test_adapter_is_identity_at_init(kind, pairs):
+    q, g = pairs
+    adapter = RebalancingAdapter(kind=kind, rank=4)
+    maps = adapter._check_params()
+    params = maps.init_params(D, np.random.default_rng(0))
+    np.testing.assert_array_equal(maps.matrix(params), np.eye(D))
+
+
+@pytest.mark.parametrize("kind", ["linear", "lowrank"])
+def test_adapter_improves_cross_side_recall_on_held_out_pairs(kind, pairs):
+    q, g = pairs
+    adapter = RebalancingAdapter(kind=kind, rank=8, **FAST).fit(q[:500], g[:500])
+    before = recall_at_1(q[500:], g[500:])
+    after = recall_at_1(adapter.transform_query(q[500:]), adapter.transform_gallery(g[500:]))
+    assert after > before + 0.2
+    assert 0.0 <= adapter.lambda_ <= 1.0
+    assert adapter.best_epoch_ >= 1 and len(adapter.history_) >= adapter.best_epoch_
+    assert {"ITC", "KD", "KDT", "KDI", "IIC", "TTC", "val_loss"} <= set(adapter.history_[0])
+
+
+def test_itc_only_adapter_computes_only_itc(pairs):
+    q, g = pairs
+    adapter = ALIGNMENTS["itc"](**FAST).fit(q[:500], g[:500])
+    assert set(adapter.history_[0]) == {"epoch", "train_loss", "val_loss", "ITC"}
+    assert adapter.lambda_ == 0.5  # the mixing logit gets no gradient without structure terms
+
+
+def test_same_seed_same_adapter_other_seed_other_adapter(pairs):
+    q, g = pairs
+    a = RebalancingAdapter(seed=3, **FAST).fit(q[:300], g[:300])
+    b = RebalancingAdapter(seed=3, **FAST).fit(q[:300], g[:300])
+    c = RebalancingAdapter(seed=4, **FAST).fit(q[:300], g[:300])
+    np.testing.assert_array_equal(a.query_matrix_, b.query_matrix_)
+    assert not np.array_equal(a.query_matrix_, c.query_matrix_)
+
+
+def test_early_stopping_keeps_the_best_epoch(pairs):
+    q, g = pairs
+    adapter = RebalancingAdapter(max_epochs=60, patience=2, batch_size=32, lr=0.05).fit(q[:200], g[:200])
+    losses = [h["val_loss"] for h in adapter.history_]
+    assert adapter.best_epoch_ == int(np.argmin(losses)) + 1
+    assert len(losses) < 60 and len(losses) == adapter.best_epoch_ + 2
+
+
+def test_structure_weight_pulls_student_similarities_to_the_teachers(pairs):
+    q, g = pairs
+    itc = ALIGNMENTS["itc"](**FAST).fit(q[:500], g[:500])
+    structured = RebalancingAdapter(w_kd=5.0, w_rep=0.0, **FAST).fit(q[:500], g[:500])
+    teacher = 0.5 * (q[500:] @ q[500:].T + g[500:] @ g[500:].T)
+
+    def gap(a):
+        u, v = a.transform_query(q[500:]), a.transform_gallery(g[500:])
+        return np.abs(u @ u.T - teacher).mean() + np.abs(v @ v.T - teacher).mean()
+
+    assert gap(structured) < gap(itc)
+
+
+def test_teacher_of_another_dimension(pairs):
+    q, g = pairs
+    rng = np.random.default_rng(1)
+    teacher = q @ rng.standard_normal((D, 24))
+    adapter = RebalancingAdapter(**FAST).fit(q[:300], g[:300], query_teacher=teacher[:300])
+    assert adapter.query_matrix_.shape == (D, D)
+    with pytest.raises(ValueError, match="one row per reference pair"):
+        RebalancingAdapter(**FAST).fit(q[:300], g[:300], query_teacher=teacher[:200])
+
+
+def test_progress_bar_draws_on_stderr(pairs, capsys):
+    pytest.importorskip("tqdm")
+    q, g = pairs
+    RebalancingAdapter(max_epochs=2, batch_size=64, progress=True).fit(q[:200], g[:200])
+    assert "rebalancing adapter" in capsys.readouterr().err
+
+
+def test_procrustes_is_the_best_rotation(pairs):
+    q, g = pairs
+    a = ProcrustesAlignment().fit(q, g)
+    r = a.query_matrix_.astype(np.float64)
+    np.testing.assert_allclose(r @ r.T, np.eye(D), atol=1e-5)
+    assert a.gallery_matrix_ is None
+    best = np.linalg.norm(q @ r - g)
+    rng = np.random.default_rng(2)
+    for _ in range(5):  # nearby rotations do worse
+        skew = rng.standard_normal((D, D)) * 0.01
+        nearby = r @ np.linalg.qr(np.eye(D) + skew - skew.T)[0]
+        assert np.linalg.norm(q @ nearby - g) >= best - 1e-4
+
+
+def test_least_squares_solves_the_normal_equations(pairs):
+    q, g = pairs
+    w = LeastSquaresAlignment().fit(q, g).query_matrix_.astype(np.float64)
+    q64 = q.astype(np.float64)
+    np.testing.assert_allclose(q64.T @ q64 @ w, q64.T @ g, atol=1e-3)
+
+
+def test_identity_alignment_returns_inputs(pairs):
+    q, g = pairs
+    a = IdentityAlignment().fit(q, g)
+    np.testing.assert_array_equal(a.transform_query(q), q)
+    np.testing.assert_array_equal(a.transform_gallery(g), g)
+
+
+def test_swapped_exchanges_the_sides(pairs):
+    q, g = pairs
+    a = ProcrustesAlignment().fit(q, g)
+    s = a.swapped()
+    np.testing.assert_array_equal(s.transform_gallery(q), a.transform_query(q))
+    np.testing.assert_array_equal(s.transform_query(g), g)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(kind="mlp"), "kind"), (dict(w_kd=-1.0), "w_kd"), (dict(tau=0.0), "tau"),
+    (dict(batch_size=1), "batch_size"), (dict(val_fraction=1.0), "val_fraction"),
+    (dict(lr=-1e-3), "lr"), (dict(kind="lowrank", rank=0), "rank"),
+])
+def test_bad_parameters(pairs, bad, match):
+    q, g = pairs
+    with pytest.raises(ValueError, match=match):
+        RebalancingAdapter(**bad).fit(q, g)
+
+
+def test_bad_pairs(pairs):
+    q, g = pairs
+    with pytest.raises(ValueError, match="paired row by row"):
+        RebalancingAdapter().fit(q, g[:-1])
+    with pytest.raises(ValueError, match="dimension"):
+        ProcrustesAlignment().fit(q, g[:, :-1])
+    bad = q.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        LeastSquaresAlignment().fit(bad, g)
+    with pytest.raises(TypeError, match="real numbers"):
+        RebalancingAdapter().fit(q.astype(complex), g)
+    with pytest.raises(ValueError, match="not fitted"):
+        RebalancingAdapter().transform_query(q)
+    with pytest.raises(ValueError, match="dimension"):
+        ProcrustesAlignment().fit(q, g).transform_query(q[:, :-1])
+
+
+# ---- composition with InvGCIndex ---------------------------------------------------------------
+
+def manual_invgc(alignment, q, g, ref_q, ref_g, **params):
+    """The same pipeline by hand: align, then a plain InvGCIndex on aligned data."""
+    index = invgc_faiss.InvGCIndex(faiss.IndexFlatIP(D), gallery_bank=alignment.transform_gallery(ref_g),
+                                   query_bank=alignment.transform_query(ref_q), **params)
+    index.add(alignment.transform_gallery(g))
+    return index.search(alignment.transform_query(q), 5)
+
+
+@pytest.mark.parametrize("name", ["procrustes", "lstsq", "rebalance"])
+def test_index_applies_gallery_side_before_correction_and_query_side_in_search(pairs, name):
+    q, g = pairs
+    kwargs = FAST if name == "rebalance" else {}
+    alignment = ALIGNMENTS[name](**kwargs).fit(q[:400], g[:400])
+    params = dict(r_g=0.5, r_q=1.0, pool_rate=0.05)
+    index = invgc_faiss.InvGCIndex(faiss.IndexFlatIP(D), gallery_bank=g[:400], query_bank=q[:400],
+                                   alignment=alignment, **params)
+    index.add(g[400:])
+    D_, I_ = index.search(q[400:], 5)
+    D_ref, I_ref = manual_invgc(alignment, q[400:], g[400:], q[:400], g[:400], **params)
+    np.testing.assert_array_equal(I_, I_ref)
+    np.testing.assert_allclose(D_, D_ref, atol=1e-6)
+    lims, _, Ir = index.range_search(q[400:401], 0.5)
+    D_all, I_all = index.search(q[400:401], index.ntotal)
+    assert set(Ir[lims[0]:lims[1]]) == set(I_all[0][D_all[0] > 0.5])
+
+
+def test_alignment_is_saved_and_loaded_with_the_index(pairs, tmp_path):
+    q, g = pairs
+    alignment = RebalancingAdapter(**FAST).fit(q[:400], g[:400])
+    index = invgc_faiss.InvGCIndex(faiss.IndexFlatIP(D), gallery_bank=g[:400], query_bank=q[:400],
+                                   alignment=alignment, r_g=0.3, r_q=0.6, pool_rate=0.05)
+    index.add(g[400:600])
+    path = tmp_path / "aligned.invgc"
+    invgc_faiss.write_index(index, path)
+    loaded = invgc_faiss.read_index(path)
+    assert isinstance(loaded.alignment, Alignment) and loaded.alignment.name == "rebalance"
+    np.testing.assert_array_equal(loaded.alignment.query_matrix_, alignment.query_matrix_)
+    for idx in (index, loaded):  # later adds are aligned and corrected alike
+        idx.add(g[600:])
+    D1, I1 = index.search(q[400:], 5)
+    D2, I2 = loaded.search(q[400:], 5)
+    np.testing.assert_array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+
+
+def test_alignment_dimension_must_match_the_index(pairs):
+    q, g = pairs
+    alignment = ProcrustesAlignment().fit(q, g)
+    with pytest.raises(ValueError, match="alignment has dimension"):
+        invgc_faiss.InvGCIndex(faiss.IndexFlatIP(D + 1), gallery_bank=np.eye(D + 1, dtype=np.float32),
+                               alignment=alignment)
+
+
+def test_rerank_mode_refuses_an_alignment(pairs):
+    q, g = pairs
+    with pytest.raises(ValueError, match="rerank mode"):
+        invgc_faiss.InvGCRerankIndex(faiss.IndexFlatIP(D), gallery_bank=g, query_bank=q,
+                                     alignment=ProcrustesAlignment().fit(q, g))
+
+
+def test_bad_gallery_leaves_an_aligned_index_unchanged(pairs):
+    q, g = pairs
+    index = invgc_faiss.InvGCIndex(faiss.IndexFlatIP(D), gallery_bank=g[:400], query_bank=q[:400],
+                                   alignment=ProcrustesAlignment().fit(q[:400], g[:400]))
+    index.add(g[400:500])
+    before = index.index.reconstruct_n(0, index.ntotal)
+    bad = g[500:510].copy()
+    bad[4, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        index.add(bad)
+    assert index.ntotal == 100
+    np.testing.assert_array_equal(index.index.reconstruct_n(0, 100), before)
