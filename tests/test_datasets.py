@@ -72,13 +72,13 @@ def test_cache_reuses_then_rebuilds_corrupt_and_stale_entries(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["h-31.json", "h-31.npy"]
 
 
-def test_small_real_end_to_end(tmp_path):
+def test_small_real_end_to_end(verse_cache):
     """A few hundred real verses through the whole pipeline: embed, split, tune, evaluate."""
     from invgc_faiss.cli import run_comparison
 
     split = datasets.load_bible_split("eng", "deu", test_books=(8,),
                                       reference_books=(64, 65, 31, 32, 34), tune_size=40,
-                                      cache_dir=str(tmp_path))
+                                      cache_dir=verse_cache)
     assert split.queries.shape == split.gallery.shape == (85, 384)
     assert split.bank_queries.shape == (155, 384)
     assert split.tune_queries.shape == (47, 384) and split.tune_bank_queries.shape == (108, 384)
@@ -90,3 +90,11 @@ def test_small_real_end_to_end(tmp_path):
         ("deu->eng", "plain"), ("deu->eng", "invgc_localadj")]
     # real translations: far above chance (1/85 = 1.2 %)
     assert all(r["R@10"] > 50 for r in rows)
+
+
+def test_verse_texts_follow_the_keys_order():
+    keys = np.array([[8, 1, 2], [1, 1, 1], [8, 1, 1]], dtype=np.int64)
+    texts = datasets.verse_texts(keys)
+    assert texts[1].startswith("In the beginning God created the heaven and the earth")
+    assert texts[2].startswith("Now it came to pass in the days when the judges ruled")
+    assert texts[0].startswith("And the name of the man was Elimelech")

@@ -57,6 +57,9 @@ def degraded_split(split, sigma, side="gallery", seed=0):
     test = degrade(getattr(split, test_name), sigma, seed)
     bank = degrade(getattr(split, bank_name), sigma, seed + 1)
     n_tune_bank = getattr(split, tune_bank_name).shape[0]
+    if n_tune_bank + getattr(split, tune_name).shape[0] != bank.shape[0]:
+        raise ValueError("the split's tuning arrays must partition its reference arrays "
+                         "(tuning bank rows first, then tuning rows)")
     return dataclasses.replace(split, **{test_name: test, bank_name: bank,
                                          tune_bank_name: bank[:n_tune_bank],
                                          tune_name: bank[n_tune_bank:]})
