@@ -23,8 +23,9 @@ from .synthetic import make_cone_pairs
 from .tune import tune_method
 
 REBALANCE_COLUMNS = ["setting", "method", "invgc", "qg_R@1", "qg_R@5", "qg_R@10", "gq_R@1",
-                     "gq_R@5", "gq_R@10", "RSUM", "q_NDCG@10", "g_NDCG@10", "q_overlap@10",
-                     "g_overlap@10", "lambda"]
+                     "gq_R@5", "gq_R@10", "RSUM", "q_NDCG@10", "g_NDCG@10", "q_NDCG@20",
+                     "g_NDCG@20", "q_NDCG@50", "g_NDCG@50", "q_overlap@10", "g_overlap@10",
+                     "lambda"]
 TABLE_COLUMNS = ["direction", "method", "R@1", "R@5", "R@10", "MdR", "MnR", "RSUM", "k_skewness",
                  "antihub_rate", "mean_cos", "add_s", "search_s", "params"]
 

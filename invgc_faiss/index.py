@@ -127,6 +127,8 @@ class InvGCIndex(faiss.IndexIDMap2):
                  keep_originals=False, batch_size=16384, correction=None, alignment=None):
         given = index
         inner = _unwrap_inner(index)
+        if alignment is not None and alignment.d_ is None:
+            raise ValueError(f"the {type(alignment).__name__} is not fitted: call fit() first")
         if alignment is not None and alignment.d_ != inner.d:
             raise ValueError(f"alignment has dimension {alignment.d_}, inner index has d = {inner.d}")
         if correction is None:

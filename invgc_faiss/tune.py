@@ -74,7 +74,7 @@ def _tune_generic(make, param_grid, queries, gallery, query_bank, gallery_bank):
     return best
 
 
-def tune_method(name, queries, gallery, query_bank, gallery_bank):
+def tune_method(name, queries, gallery, query_bank, gallery_bank, param_grid=None):
     """Best parameters of one method on held-out pairs.
 
     Parameters
@@ -82,13 +82,16 @@ def tune_method(name, queries, gallery, query_bank, gallery_bank):
     name : str, a key of :data:`invgc_faiss.methods.METHODS`
     queries, gallery : ndarray (n, d) float32, pseudo-queries and pseudo-gallery, row i matches
     query_bank, gallery_bank : ndarray (m, d) float32, the remaining reference pairs
+    param_grid : dict, optional
+        A grid to search instead of the method's own (same parameter names)
 
     Returns
     -------
     params : dict
     score : float, ``R@1 + R@5 + R@10`` on the held-out pairs with those parameters
     """
-    param_grid, make = METHODS[name]
+    own_grid, make = METHODS[name]
+    param_grid = own_grid if param_grid is None else param_grid
     if name.startswith("invgc_"):
         score, params = _tune_invgc(name[len("invgc_"):], param_grid, queries, gallery,
                                     query_bank, gallery_bank)

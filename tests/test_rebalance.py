@@ -238,6 +238,12 @@ def test_alignment_dimension_must_match_the_index(pairs):
                                alignment=alignment)
 
 
+def test_unfitted_alignment_is_refused():
+    with pytest.raises(ValueError, match="RebalancingAdapter is not fitted"):
+        invgc_faiss.InvGCIndex(faiss.IndexFlatIP(D), gallery_bank=np.eye(D, dtype=np.float32),
+                               alignment=RebalancingAdapter())
+
+
 def test_rerank_mode_refuses_an_alignment(pairs):
     q, g = pairs
     with pytest.raises(ValueError, match="rerank mode"):

@@ -45,3 +45,15 @@ def test_fast_invgc_tuning_matches_building_the_index(name, monkeypatch):
     _, I = index.search(split.tune_queries, 10)
     assert tune.recall_sum(I, len(split.tune_queries)) == pytest.approx(score, abs=1e-9)
 
+
+
+@pytest.mark.parametrize("name,point", [
+    ("invgc_localadj", {"r_g": 0.5, "r_q": 1.5, "pool_rate": 0.05}),
+    ("nnn", {"alpha": 0.5, "k": 8}),
+])
+def test_a_given_grid_replaces_the_methods_own(name, point):
+    split = make_cone_pairs(n_test=50, n_bank=300, d=16, seed=2)
+    params, _ = tune.tune_method(name, split.tune_queries, split.tune_gallery,
+                                 split.tune_bank_queries, split.tune_bank_gallery,
+                                 param_grid={k: (v,) for k, v in point.items()})
+    assert params == point

@@ -1,0 +1,82 @@
+"""Cost of structure-aware rebalancing on the real benchmark data (needs the data extra).
+
+    python benchmarks/bench_rebalance.py [--query-lang eng --gallery-lang deu --bank-size 20000]
+
+Fits the adapter variants on the 20,175 reference pairs (one process, one after the other) and
+reports per variant: fit seconds, epochs run (early stopping), seconds per epoch and the held-out
+eng->deu R@1; then the add and search time of InvGCIndex (flat inside, fixed rates) over the
+1,974 test pairs without and with an alignment, medians of alternating repeats, and their ratios.
+"""
+import argparse
+import os
+import sys
+import time
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from invgc_faiss import InvGCIndex, metrics  # noqa: E402
+from invgc_faiss.datasets import load_bible_split  # noqa: E402
+from invgc_faiss.rebalance import RebalancingAdapter  # noqa: E402
+
+VARIANTS = {
+    "itc linear": dict(w_kd=0.0, w_rep=0.0),
+    "rebalance linear": dict(),
+    "rebalance lowrank r=64": dict(kind="lowrank", rank=64),
+}
+INVGC = dict(r_g=0.5, r_q=1.5, pool_rate=0.05)
+REPEATS = 5
+
+
+def recall_at_1(q, g):
+    _, I = faiss.knn(q, g, 1, metric=faiss.METRIC_INNER_PRODUCT)
+    return metrics.retrieval_metrics(metrics.ground_truth_ranks(I, np.arange(q.shape[0])))["R@1"]
+
+
+def build_and_search(split, alignment):
+    """(add seconds, search seconds) of one InvGCIndex over the test pairs."""
+    start = time.perf_counter()
+    index = InvGCIndex(faiss.IndexFlatIP(split.gallery.shape[1]), gallery_bank=split.bank_gallery,
+                       query_bank=split.bank_queries, alignment=alignment, **INVGC)
+    index.add(split.gallery)
+    added = time.perf_counter()
+    index.search(split.queries, 10)
+    return added - start, time.perf_counter() - added
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--query-lang", default="eng")
+    parser.add_argument("--gallery-lang", default="deu")
+    parser.add_argument("--bank-size", type=int, default=20000)
+    args = parser.parse_args()
+    split = load_bible_split(args.query_lang, args.gallery_lang, bank_size=args.bank_size)
+    print(f"data: {split.description}")
+    print(f"{'adapter':24s} {'fit_s':>7s} {'epochs':>6s} {'s/epoch':>7s} {'R@1':>6s}")
+    print(f"{'none':24s} {'':>7s} {'':>6s} {'':>7s} {recall_at_1(split.queries, split.gallery):6.1f}")
+    fitted = {}
+    for name, params in VARIANTS.items():
+        start = time.perf_counter()
+        adapter = RebalancingAdapter(**params).fit(split.bank_queries, split.bank_gallery)
+        seconds = time.perf_counter() - start
+        fitted[name] = adapter
+        r1 = recall_at_1(adapter.transform_query(split.queries),
+                         adapter.transform_gallery(split.gallery))
+        epochs = len(adapter.history_)
+        print(f"{name:24s} {seconds:7.1f} {epochs:6d} {seconds / epochs:7.2f} {r1:6.1f}", flush=True)
+    alignment = fitted["rebalance linear"]
+    times = {"without": [], "with": []}
+    for _ in range(REPEATS):  # alternate, so drift hits both alike
+        times["without"].append(build_and_search(split, None))
+        times["with"].append(build_and_search(split, alignment))
+    median = {k: np.median(np.array(v), axis=0) for k, v in times.items()}
+    print(f"InvGCIndex over {split.gallery.shape[0]} test pairs, medians of {REPEATS}:")
+    for label, column in (("add (incl. bank fit)", 0), ("search", 1)):
+        a, b = median["without"][column], median["with"][column]
+        print(f"  {label:22s} without {a:7.3f} s  with alignment {b:7.3f} s  ratio {b / a:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
