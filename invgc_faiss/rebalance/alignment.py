@@ -99,33 +99,40 @@ class IdentityAlignment(Alignment):
         return self
 
 
-class ProcrustesAlignment(Alignment):
+class _QueryMapAlignment(Alignment):
+    """A closed-form map of the query side onto the gallery side; subclasses give ``solve``."""
+
+    def __init__(self):
+        pass
+
+    @staticmethod
+    def solve(q, g):
+        """The (d, d) float64 matrix for reference pairs ``q``, ``g`` (n, d) float64."""
+        raise NotImplementedError
+
+    def fit(self, queries, gallery):
+        q, g = check_pairs(queries, gallery)
+        self.query_matrix_ = self.solve(q.astype(np.float64), g.astype(np.float64)).astype(np.float32)
+        self.d_ = q.shape[1]
+        return self
+
+
+class ProcrustesAlignment(_QueryMapAlignment):
     """Orthogonal map of the query side onto the gallery side (module docstring)."""
 
     name = "procrustes"
 
-    def __init__(self):
-        pass
-
-    def fit(self, queries, gallery):
-        q, g = check_pairs(queries, gallery)
-        u, _, vt = np.linalg.svd(q.astype(np.float64).T @ g.astype(np.float64))
-        self.query_matrix_ = (u @ vt).astype(np.float32)
-        self.d_ = q.shape[1]
-        return self
+    @staticmethod
+    def solve(q, g):
+        u, _, vt = np.linalg.svd(q.T @ g)
+        return u @ vt
 
 
-class LeastSquaresAlignment(Alignment):
+class LeastSquaresAlignment(_QueryMapAlignment):
     """Least-squares linear map of the query side onto the gallery side (module docstring)."""
 
     name = "lstsq"
 
-    def __init__(self):
-        pass
-
-    def fit(self, queries, gallery):
-        q, g = check_pairs(queries, gallery)
-        w = np.linalg.lstsq(q.astype(np.float64), g.astype(np.float64), rcond=None)[0]
-        self.query_matrix_ = w.astype(np.float32)
-        self.d_ = q.shape[1]
-        return self
+    @staticmethod
+    def solve(q, g):
+        return np.linalg.lstsq(q, g, rcond=None)[0]
