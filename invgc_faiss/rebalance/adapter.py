@@ -172,9 +172,9 @@ class RebalancingAdapter(Alignment):
         for epoch in range(1, self.max_epochs + 1):
             shuffled = rng.permutation(train_rows)
             train_losses = []
-            for start in range(0, shuffled.size - 1, self.batch_size):
+            for start in range(0, shuffled.size, self.batch_size):
                 batch = shuffled[start:start + self.batch_size]
-                if batch.size < 2:
+                if batch.size < 2:  # a lone last row has no negatives
                     continue
                 loss, _, grads = self._loss_and_grads(maps, params, data, batch)
                 optimiser.step(grads)
