@@ -165,29 +165,16 @@ class RebalancingAdapter(Alignment):
             params.update({f"{side}.{k}": p for k, p in maps.init_params(d, rng).items()})
         optimiser = Adam(params, lr=self.lr)
         best = (np.inf, {k: p.copy() for k, p in params.items()}, 0)
-        val_batches = [val_rows[i:i + self.batch_size] for i in range(0, n_val, self.batch_size)]
-        val_batches = [b for b in val_batches if b.size >= 2]
+        val_batches = [b for b in np.array_split(val_rows, range(self.batch_size, n_val,
+                                                                 self.batch_size)) if b.size >= 2]
         self.history_, wait = [], 0
         bar = _epoch_bar(self.max_epochs, self.progress)
         for epoch in range(1, self.max_epochs + 1):
-            shuffled = rng.permutation(train_rows)
-            train_losses = []
-            for start in range(0, shuffled.size, self.batch_size):
-                batch = shuffled[start:start + self.batch_size]
-                if batch.size < 2:  # a lone last row has no negatives
-                    continue
-                loss, _, grads = self._loss_and_grads(maps, params, data, batch)
-                optimiser.step(grads)
-                train_losses.append(loss)
-            val = [self._loss_and_grads(maps, params, data, b, gradients=False)
-                   for b in val_batches]
-            weights = np.array([b.size for b in val_batches], dtype=np.float64)
-            record = {"epoch": epoch, "train_loss": float(np.mean(train_losses)),
-                      "val_loss": float(np.average([v[0] for v in val], weights=weights))}
-            record.update({k: float(np.average([v[1][k] for v in val], weights=weights))
-                           for k in val[0][1]})
+            train_loss = self._train_epoch(maps, params, optimiser, data, rng.permutation(train_rows))
+            record = {"epoch": epoch, "train_loss": train_loss,
+                      **self._held_out(maps, params, data, val_batches)}
             self.history_.append(record)
-            logger.info("epoch %d: train %.4f, held-out %.4f", epoch, record["train_loss"],
+            logger.info("epoch %d: train %.4f, held-out %.4f", epoch, train_loss,
                         record["val_loss"])
             if bar is not None:
                 bar.update(1)
@@ -207,6 +194,27 @@ class RebalancingAdapter(Alignment):
             for side in ("query", "gallery"))
         self.d_ = d
         return self
+
+    def _train_epoch(self, maps, params, optimiser, data, rows):
+        """One Adam step per mini-batch of ``rows`` (already shuffled); the mean batch loss."""
+        losses = []
+        for start in range(0, rows.size, self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            if batch.size < 2:  # a lone last row has no negatives
+                continue
+            loss, _, grads = self._loss_and_grads(maps, params, data, batch)
+            optimiser.step(grads)
+            losses.append(loss)
+        return float(np.mean(losses))
+
+    def _held_out(self, maps, params, data, batches):
+        """``val_loss`` and the unweighted terms on the held-out batches, size-weighted means."""
+        results = [self._loss_and_grads(maps, params, data, b, gradients=False) for b in batches]
+        weights = [b.size for b in batches]
+        record = {"val_loss": float(np.average([r[0] for r in results], weights=weights))}
+        record.update({k: float(np.average([r[1][k] for r in results], weights=weights))
+                       for k in results[0][1]})
+        return record
 
     @staticmethod
     def _side(params, side):
