@@ -263,3 +263,26 @@ def test_bad_gallery_leaves_an_aligned_index_unchanged(pairs):
         index.add(bad)
     assert index.ntotal == 100
     np.testing.assert_array_equal(index.index.reconstruct_n(0, 100), before)
+
+
+@pytest.mark.parametrize("mixing", [0.0, 0.3, 1.0])
+def test_a_fixed_mixing_stays_fixed(pairs, mixing):
+    q, g = pairs
+    adapter = RebalancingAdapter(mixing=mixing, learn_mixing=False, **FAST).fit(q[:300], g[:300])
+    assert adapter.lambda_ == pytest.approx(mixing)
+    assert np.isfinite(adapter.query_matrix_).all()
+
+
+def test_learned_mixing_starts_where_asked_and_moves(pairs):
+    q, g = pairs
+    adapter = RebalancingAdapter(mixing=0.8, max_epochs=1, batch_size=64, lr=1e-6).fit(q[:300], g[:300])
+    assert adapter.lambda_ == pytest.approx(0.8, abs=1e-3)
+    moved = RebalancingAdapter(mixing=0.8, **FAST).fit(q[:300], g[:300])
+    assert moved.lambda_ != pytest.approx(0.8, abs=1e-3)
+
+
+@pytest.mark.parametrize("mixing,learn", [(0.0, True), (1.0, True), (1.5, False), (-0.1, False)])
+def test_bad_mixing(pairs, mixing, learn):
+    q, g = pairs
+    with pytest.raises(ValueError, match="mixing must be in"):
+        RebalancingAdapter(mixing=mixing, learn_mixing=learn).fit(q, g)

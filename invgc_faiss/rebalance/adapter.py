@@ -6,7 +6,8 @@ Loss per mini-batch (:func:`invgc_faiss.rebalance.losses.rebalancing_loss`)::
     L = ITC + w_kd (KD + KDI + KDT) + w_rep (IIC + TTC)
 
 with the structure target ``A = lam A_q + (1 - lam) A_g`` mixing the teachers' pairwise cosines,
-``lam = sigmoid(theta)`` learned (0.5 at init). Teachers default to the frozen embeddings
+``lam = sigmoid(theta)`` learned from ``mixing`` (0.5 by default), or held at ``mixing`` with
+``learn_mixing=False``. Teachers default to the frozen embeddings
 themselves; stronger unimodal embeddings may be passed instead (any dimension: their cosines give
 ``A``; for TTC/IIC they are projected into the d-dimensional space by a least-squares map fitted
 on the training pairs, then normalized). ``w_kd = w_rep = 0`` is the ITC-only adapter.
@@ -83,6 +84,10 @@ class RebalancingAdapter(Alignment):
         Epochs without a better held-out loss before stopping.
     val_fraction : float in (0, 1)
         Share of the pairs held out for early stopping.
+    mixing : float
+        The teacher mixing weight ``lam`` at init: in (0, 1) when learned, in [0, 1] when fixed.
+    learn_mixing : bool
+        Learn ``lam`` (the paper's choice) or hold it at ``mixing``.
     seed : int
         Seeds the split, the shuffles and the low-rank init: equal seeds give equal adapters.
     progress : bool
@@ -93,7 +98,7 @@ class RebalancingAdapter(Alignment):
     query_matrix_, gallery_matrix_ : ndarray of shape (d, d), float32
         The fitted side maps ``I + Delta`` (rows are mapped as ``normalize(x M)``).
     lambda_ : float
-        Learned teacher mixing weight of the query side.
+        Teacher mixing weight of the query side at the best epoch.
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss`` (mean over its batches), ``val_loss``, and the
         held-out unweighted terms.
@@ -103,18 +108,19 @@ class RebalancingAdapter(Alignment):
     name = "rebalance"
 
     def __init__(self, *, kind="linear", rank=64, w_kd=1.0, w_rep=1.0, tau=0.07, tau2=1.0,
-                 lr=1e-3, batch_size=256, max_epochs=100, patience=5, val_fraction=0.1, seed=0,
-                 progress=False):
+                 lr=1e-3, batch_size=256, max_epochs=100, patience=5, val_fraction=0.1,
+                 mixing=0.5, learn_mixing=True, seed=0, progress=False):
         self.kind, self.rank = kind, rank
         self.w_kd, self.w_rep, self.tau, self.tau2 = w_kd, w_rep, tau, tau2
         self.lr, self.batch_size, self.max_epochs, self.patience = lr, batch_size, max_epochs, patience
         self.val_fraction, self.seed, self.progress = val_fraction, seed, progress
+        self.mixing, self.learn_mixing = mixing, learn_mixing
 
     def get_params(self):
         """The constructor parameters (saved with an index)."""
         return {k: getattr(self, k) for k in (
             "kind", "rank", "w_kd", "w_rep", "tau", "tau2", "lr", "batch_size", "max_epochs",
-            "patience", "val_fraction", "seed")}
+            "patience", "val_fraction", "mixing", "learn_mixing", "seed")}
 
     def _check_params(self):
         maps = side_map(self.kind, check_positive_int(self.rank, "rank"))
@@ -130,6 +136,9 @@ class RebalancingAdapter(Alignment):
         check_positive_int(self.patience, "patience")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if not (0 < self.mixing < 1 if self.learn_mixing else 0 <= self.mixing <= 1):
+            raise ValueError(f"mixing must be in {'(0, 1)' if self.learn_mixing else '[0, 1]'}"
+                             f"{' when learned' if self.learn_mixing else ''}, got {self.mixing!r}")
         return maps
 
     def fit(self, queries, gallery, *, query_teacher=None, gallery_teacher=None):
@@ -160,10 +169,13 @@ class RebalancingAdapter(Alignment):
         teacher_g, proj_g = _teacher(gallery_teacher, g64, n, "gallery_teacher", train_rows)
         data = (q64, g64, teacher_q, teacher_g, proj_q, proj_g)
 
-        params = {"theta": np.zeros(())}
+        with np.errstate(divide="ignore"):  # a fixed mixing of 0 or 1 is theta = -inf or +inf
+            theta = np.log(self.mixing) - np.log1p(-self.mixing)
+        params = {"theta": np.array(theta)}
         for side in ("query", "gallery"):
             params.update({f"{side}.{k}": p for k, p in maps.init_params(d, rng).items()})
-        optimiser = Adam(params, lr=self.lr)
+        optimiser = Adam(params if self.learn_mixing else
+                         {k: p for k, p in params.items() if k != "theta"}, lr=self.lr)
         best = (np.inf, {k: p.copy() for k, p in params.items()}, 0)
         val_batches = [b for b in np.array_split(val_rows, range(self.batch_size, n_val,
                                                                  self.batch_size)) if b.size >= 2]
