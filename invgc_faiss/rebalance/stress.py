@@ -30,6 +30,7 @@ from .. import metrics
 from ..index import InvGCIndex
 from ..tune import tune_method
 from . import ALIGNMENTS
+from .adapter import RebalancingAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +120,10 @@ def evaluate_setting(label, split, relevance, clean_queries, clean_gallery, *, m
                 for side, x in (("q", clean_queries), ("g", clean_gallery))}
     rows = []
     for name in methods:
-        make = ALIGNMENTS[name]
-        kwargs = {"seed": seed, "progress": progress} if name in ("itc", "rebalance") else {}
-        alignment = make(**kwargs).fit(split.tune_bank_queries, split.tune_bank_gallery)
+        alignment = ALIGNMENTS[name]()
+        if isinstance(alignment, RebalancingAdapter):
+            alignment.seed, alignment.progress = seed, progress
+        alignment.fit(split.tune_bank_queries, split.tune_bank_gallery)
         logger.info("%s: fitted %s", label, name)
         for with_invgc in invgc:
             row = {"setting": label, "method": name, "invgc": "yes" if with_invgc else "no"}
