@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from . import metrics
-from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS
+from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS, directions
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
 from .rebalance import ALIGNMENTS
@@ -54,19 +54,6 @@ def progress_bar(description):
                 print(f"{description}: {pct}%", file=sys.stderr)
 
     return progress
-
-
-def directions(split, query_name, gallery_name):
-    """Both retrieval directions of a paired split: (label, test queries, test gallery, final
-    (query bank, gallery bank), tuning (queries, gallery, query bank, gallery bank))."""
-    return [
-        (f"{query_name}->{gallery_name}", split.queries, split.gallery,
-         (split.bank_queries, split.bank_gallery),
-         (split.tune_queries, split.tune_gallery, split.tune_bank_queries, split.tune_bank_gallery)),
-        (f"{gallery_name}->{query_name}", split.gallery, split.queries,
-         (split.bank_gallery, split.bank_queries),
-         (split.tune_gallery, split.tune_queries, split.tune_bank_gallery, split.tune_bank_queries)),
-    ]
 
 
 def run_comparison(split, query_name, gallery_name, method_names):

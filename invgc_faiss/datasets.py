@@ -224,6 +224,19 @@ class PairedSplit:
     test_keys: np.ndarray = None
 
 
+def directions(split, query_name, gallery_name):
+    """Both retrieval directions of a paired split: (label, test queries, test gallery, final
+    (query bank, gallery bank), tuning (queries, gallery, query bank, gallery bank))."""
+    return [
+        (f"{query_name}->{gallery_name}", split.queries, split.gallery,
+         (split.bank_queries, split.bank_gallery),
+         (split.tune_queries, split.tune_gallery, split.tune_bank_queries, split.tune_bank_gallery)),
+        (f"{gallery_name}->{query_name}", split.gallery, split.queries,
+         (split.bank_gallery, split.bank_queries),
+         (split.tune_gallery, split.tune_queries, split.tune_bank_gallery, split.tune_bank_queries)),
+    ]
+
+
 def plan_books(bank_size, seed=0):
     """Reference books in the fixed shuffled order, whole books until ``bank_size`` verses."""
     sizes = dict(_book_sizes())

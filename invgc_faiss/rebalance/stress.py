@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 
 from .. import metrics
+from ..datasets import directions
 from ..index import InvGCIndex
 from ..tune import tune_method
 from . import ALIGNMENTS
@@ -127,18 +128,10 @@ def evaluate_setting(label, split, relevance, clean_queries, clean_gallery, *, m
         logger.info("%s: fitted %s", label, name)
         for with_invgc in invgc:
             row = {"setting": label, "method": name, "invgc": "yes" if with_invgc else "no"}
-            directions = (
-                ("qg", "g", alignment, split.queries, split.gallery,
-                 (split.bank_queries, split.bank_gallery),
-                 (split.tune_queries, split.tune_gallery, split.tune_bank_queries,
-                  split.tune_bank_gallery)),
-                ("gq", "q", alignment.swapped(), split.gallery, split.queries,
-                 (split.bank_gallery, split.bank_queries),
-                 (split.tune_gallery, split.tune_queries, split.tune_bank_gallery,
-                  split.tune_bank_queries)),
-            )
             params = {}
-            for tag, stored_side, aligned, queries, gallery, banks, tuning in directions:
+            for (tag, stored_side, aligned), (_, queries, gallery, banks, tuning) in zip(
+                    (("qg", "g", alignment), ("gq", "q", alignment.swapped())),
+                    directions(split, "query", "gallery")):
                 I, index, params[tag] = _cross_side(aligned, queries, gallery, banks, tuning,
                                                     with_invgc)
                 recall = metrics.retrieval_metrics(metrics.ground_truth_ranks(I, truth))
