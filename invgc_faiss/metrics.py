@@ -103,15 +103,11 @@ def mean_pairwise_cosine(x):
 def mean_nearest_neighbour_cosine(x):
     """Mean over rows of the cosine to their nearest other row (exact faiss flat search)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    n, d = x.shape
+    n = x.shape[0]
     if n < 2:
         raise ValueError(f"mean_nearest_neighbour_cosine needs at least 2 rows, got {n}")
-    index = faiss.IndexFlatIP(d)
-    index.add(x)
-    D, I = index.search(x, 2)
-    # the row itself is usually first; with duplicate rows either copy may come first
-    own = I[:, 0] == np.arange(n)
-    return float(np.where(own, D[:, 1], D[:, 0]).mean())
+    nearest = self_neighbours(x, 1)[:, 0]
+    return float(np.einsum("ij,ij->i", x, x[nearest], dtype=np.float64).mean())
 
 
 def degeneration(x):
