@@ -44,10 +44,10 @@ def _epoch_bar(total, enabled):
 
 
 def _teacher(teacher, reference, n, name, train_rows):
-    """Teacher rows (n, d_t) normalized, and their projection into the d-dim space (n, d)."""
+    """Teacher rows (n, d_t) normalized, and their projection into the d-dim space (n, d);
+    ``reference`` (n, d) holds unit rows and is the teacher when none is given."""
     if teacher is None:
-        unit = normalize_rows(reference)[0]
-        return unit, unit
+        return reference, reference
     t = as_float_matrix(teacher, name=name).astype(np.float64)
     if t.shape[0] != n:
         raise ValueError(f"{name} must have one row per reference pair ({n}), got {t.shape[0]}")
