@@ -7,6 +7,7 @@ an approximate search trades bank-top-k recall for speed; its accuracy knobs -- 
 ``efSearch`` -- are set on that index as usual in faiss).
 """
 import faiss
+import numpy as np
 
 
 def build_bank_index(bank, spec=None):
@@ -79,3 +80,85 @@ def apply_search_params(indexes, search_params):
             raise ValueError(f"bank search parameter {name.strip()!r} applies to none of the "
                              f"bank indexes {[type(faiss.downcast_index(i)).__name__ for i in indexes]}")
 
+
+
+#: Accuracy knob of each approximate bank index family and the values "auto" tries, cheapest first
+KNOB_LADDERS = {"nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+                "efSearch": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)}
+#: "auto" accepts a setting when the sample's offsets agree with exact search this well
+AUTO_MIN_COSINE = 0.999
+AUTO_MAX_NORM_ERROR = 0.01
+AUTO_SAMPLE = 256
+
+
+def accuracy_knob(index):
+    """``"nprobe"`` (IVF), ``"efSearch"`` (HNSW) or None (exact or no knob) for a bank index."""
+    index = faiss.downcast_index(index)
+    if faiss.try_extract_index_ivf(index) is not None:
+        return "nprobe"
+    if isinstance(index, (faiss.IndexHNSW, faiss.IndexBinaryHNSW)) or hasattr(index, "hnsw"):
+        return "efSearch"
+    return None
+
+
+def offset_agreement(approx, exact):
+    """How well approximate offsets match exact ones, per row: cosine and norm ratio.
+
+    Parameters
+    ----------
+    approx, exact : ndarray of shape (n, d)
+
+    Returns
+    -------
+    cosine, norm_ratio : ndarray of shape (n,), float64 (1 where both offsets are 0)
+    """
+    approx = approx.astype(np.float64)
+    exact = exact.astype(np.float64)
+    na, ne = np.linalg.norm(approx, axis=1), np.linalg.norm(exact, axis=1)
+    both = (na > 0) & (ne > 0)
+    cosine = np.where(both, np.einsum("ij,ij->i", approx, exact) / np.where(both, na * ne, 1), 1.0)
+    ratio = np.where(ne > 0, na / np.where(ne > 0, ne, 1), np.where(na > 0, np.inf, 1.0))
+    return cosine, ratio
+
+
+def calibrate(bank_index, bank, k, probes, offsets_of):
+    """The cheapest accuracy knob setting whose offsets match exact search on ``probes``.
+
+    Tries the knob's ladder (:data:`KNOB_LADDERS`) upward and returns the first value where the
+    probes' offsets have mean cosine >= :data:`AUTO_MIN_COSINE` to the exact offsets and mean
+    ``|norm ratio - 1|`` <= :data:`AUTO_MAX_NORM_ERROR`; the largest value tried if none passes
+    (for IVF the ladder ends at ``nlist``: exhaustive).
+
+    Parameters
+    ----------
+    bank_index : faiss.Index, approximate, holding ``bank``
+    bank : ndarray of shape (M, d), float32
+    k : int
+    probes : ndarray of shape (n, d), float32, rows like the gallery's
+    offsets_of : callable(sims, nbrs) -> offsets (n, d)
+
+    Returns
+    -------
+    setting : str, e.g. ``"nprobe=16"`` (ParameterSpace syntax), or None for an exact index
+    report : dict with the knob value, cosine, norm error of the chosen setting
+    """
+    knob = accuracy_knob(bank_index)
+    if knob is None:
+        return None, {}
+    exact = faiss.IndexFlatIP(bank.shape[1])
+    exact.add(bank)
+    reference = offsets_of(*exact.search(probes, k))
+    ladder = list(KNOB_LADDERS[knob])
+    if knob == "nprobe":
+        nlist = faiss.extract_index_ivf(bank_index).nlist
+        ladder = [v for v in ladder if v < nlist] + [nlist]
+    space = faiss.ParameterSpace()
+    report = {}
+    for value in ladder:
+        space.set_index_parameter(bank_index, knob, value)
+        cosine, ratio = offset_agreement(offsets_of(*bank_index.search(probes, k)), reference)
+        report = {knob: value, "cosine": float(cosine.mean()),
+                  "norm_error": float(np.abs(ratio - 1).mean())}
+        if report["cosine"] >= AUTO_MIN_COSINE and report["norm_error"] <= AUTO_MAX_NORM_ERROR:
+            break
+    return f"{knob}={report[knob]}", report

@@ -1,7 +1,7 @@
 """The InvGC correction: fitted once on reference banks, then maps gallery batches to corrected vectors.
 
-Math (SCIENCE.md section 1), for a gallery row ``x`` (unit norm) and a bank ``B`` (``M x d``, unit
-rows) with rate ``r``::
+Math, for a gallery row ``x`` (unit norm) and a bank ``B`` (``M x d``, unit rows), in the
+paper's form with rate ``r`` (the projection form, rates ``rho``, is in :mod:`invgc_faiss.forms`)::
 
     x_B = normalize(x - r * off_B(x))
     x'  = normalize(1/2 x_{B_g} + 1/2 x_{B_q})        (one bank: x' = x_B)
@@ -10,7 +10,9 @@ with the subtractive offset ``off_B`` of either variant:
 
 * ``"localadj"`` (default): ``k = max(1, floor(pool_rate * M))``, ``s_j = x . b_j``,
   ``off(x) = (1/k) sum_{j in N_k(x)} s_j b_j`` over the ``k`` most similar bank rows;
-  degree ``deg(x) = sum_{j in N_k(x)} s_j``.
+  degree ``deg(x) = sum_{j in N_k(x)} s_j``. An approximate bank index may find fewer than ``k``
+  rows: the mean is then over the rows found (see ``kernels.weighted_neighbour_mean``), and a
+  warning names the knob to turn when more than ``SHORT_WARN_FRACTION`` of a batch came back short.
 * ``"full"``: ``off(x) = C x - mu b_mean`` with ``C = B^T B / M``, ``b_mean`` the mean bank row,
   ``mu = x_mean . b_mean`` and ``x_mean`` the gallery mean (from :meth:`InvGC.fit_gallery_mean`,
   else the gallery-side bank mean). This equals ``(1/M) (W_x - mu) B`` with ``W = X B^T``: an
@@ -28,16 +30,22 @@ throughput tracks faiss's own kNN throughput.
 """
 import logging
 import math
+import warnings
 
 import numpy as np
 
-from . import kernels
-from .bank_search import apply_search_params, build_bank_index
-from .validation import as_float_matrix, as_unit_rows, check_pool_rate, check_positive_int, check_rate
+from . import forms, kernels
+from .bank_search import AUTO_SAMPLE, apply_search_params, build_bank_index, calibrate
+from .validation import as_float_matrix, as_unit_rows, check_pool_rate, check_positive_int
 
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("localadj", "full")
+#: Default LocalAdj pool and bank sample, chosen by the defaults study (README)
+DEFAULT_POOL_RATE = 0.2
+DEFAULT_MAX_BANK_SIZE = 4096
+#: Share of a batch's rows allowed to get fewer than k bank neighbours before a warning
+SHORT_WARN_FRACTION = 0.01
 
 
 def pool_size(pool_rate, bank_size):
@@ -61,9 +69,20 @@ class LocalAdjOffset:
         self.bank_index = build_bank_index(bank, bank_index)
 
     def __call__(self, x, offsets, degrees):
-        """Write ``off(x)`` into ``offsets`` (n, d) and ``deg(x)`` into ``degrees`` (n,)."""
+        """Write ``off(x)`` into ``offsets`` (n, d) and ``deg(x)`` into ``degrees`` (n,);
+        return the number of bank neighbours found per row, int64 (n,)."""
         sims, nbrs = self.bank_index.search(x, self.k)
-        kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets, degrees)
+        found = np.empty(x.shape[0], dtype=np.int64)
+        kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets, degrees, found)
+        return found
+
+    def offsets_from_search(self, sims, nbrs):
+        """Offsets (n, d) float32 from a search result ``sims, nbrs`` (n, k) of this bank."""
+        n = sims.shape[0]
+        offsets = np.empty((n, self.bank.shape[1]), dtype=np.float32)
+        kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets,
+                                        np.empty(n, np.float32), np.empty(n, np.int64))
+        return offsets
 
 
 class FullOffset:
@@ -87,11 +106,13 @@ class FullOffset:
         self.mu = np.float32(np.asarray(gallery_mean, np.float64) @ self.bank_mean)
 
     def __call__(self, x, offsets, degrees):
-        """Write ``off(x)`` into ``offsets`` (n, d) and ``x . b_mean - mu`` into ``degrees`` (n,)."""
+        """Write ``off(x)`` into ``offsets`` (n, d) and ``x . b_mean - mu`` into ``degrees`` (n,);
+        return None (every bank row takes part)."""
         np.matmul(x, self.cov, out=offsets)
         offsets -= self.mu * self.bank_mean
         np.matmul(x, self.bank_mean, out=degrees)
         degrees -= self.mu
+        return None
 
 
 class InvGC:
@@ -102,19 +123,33 @@ class InvGC:
 
     Parameters
     ----------
-    r_g, r_q : float >= 0
-        Rates of the gallery-side and query-side banks. ``r_g = r_q = 0`` is the identity, exactly.
+    form : {"projection", "paper"}, optional
+        Which correction (:mod:`invgc_faiss.forms`). Default: ``"paper"`` when ``r_g``/``r_q``
+        are given, else ``"projection"``.
+    r_g, r_q : float >= 0, optional
+        The paper form's rates of the gallery-side and query-side banks (unset: 0.5 and 1.0).
+        ``r_g = r_q = 0`` is the identity, exactly.
+    rho_g, rho_q : float >= 0, optional
+        The projection form's rates (unset: ``rho_q = 1``; ``rho_g = 0`` when a query bank is
+        given -- the gallery bank is then not used -- and 1 when the gallery bank is alone).
     variant : {"localadj", "full"}
     pool_rate : float in (0, 1]
         LocalAdj neighbourhood as a share of each bank: ``k = max(1, floor(pool_rate * M))``.
+        Default 0.2.
     gallery_bank_index, query_bank_index : None, str or faiss.Index
         LocalAdj bank search (default exact ``IndexFlatIP``; see ``bank_search``).
-    bank_search_params : str, optional
+    bank_search_params : None, "auto", str or dict
         Accuracy knobs of approximate bank indexes, faiss ParameterSpace syntax
-        (``"nprobe=16"``, ``"efSearch=128"``).
-    max_bank_size : int, optional
+        (``"nprobe=16"``, ``"efSearch=128"``), for every bank index, or per bank
+        (``{"query": "nprobe=32"}``). ``None`` (default) or ``"auto"``: each approximate bank
+        index gets the cheapest setting whose offsets on a sample of bank rows match exact search
+        (mean cosine >= 0.999, mean norm error <= 1 %; :func:`invgc_faiss.bank_search.calibrate`);
+        a knob set by hand on a bank index you pass is replaced unless you give this parameter.
+    max_bank_size : int or None
         Scale knob: a bank with more rows is replaced by a uniform random sample of this many
-        (seed ``bank_seed``); ``k`` follows the sample (``pool_rate`` of it).
+        (seed ``bank_seed``); ``k`` follows the sample (``pool_rate`` of it). Default 4096: the
+        offsets are means over a fifth of the bank and survive the sampling (README's table);
+        ``None`` keeps every row.
     bank_seed : int
     normalize_input : bool
         False (default): gallery and bank rows must already have unit norm, else ``ValueError``.
@@ -125,17 +160,23 @@ class InvGC:
     Attributes
     ----------
     offsets_ : list of LocalAdjOffset or FullOffset, one per bank (gallery bank first)
-    rates_ : ndarray of shape (n_banks,), float64
+    form_ : str, the form in use
+    rates_ : ndarray of shape (n_banks,), float64, the rates in use (``r`` or ``rho``)
+    bank_search_params_ : str, dict or None, the bank search settings in force
+    calibration_ : dict, per calibrated bank: the knob value, offset cosine and norm error
     bank_names_ : list of str, ``"gallery"`` and/or ``"query"``
     d_ : int
     gallery_mean_ : ndarray of shape (d,), float64 (full variant only; None for LocalAdj)
     """
 
-    def __init__(self, *, r_g=0.3, r_q=0.3, variant="localadj", pool_rate=0.01,
-                 gallery_bank_index=None, query_bank_index=None, bank_search_params=None,
-                 max_bank_size=None, bank_seed=0, normalize_input=False, batch_size=16384):
-        self.r_g = check_rate(r_g, "r_g")
-        self.r_q = check_rate(r_q, "r_q")
+    def __init__(self, *, form=None, r_g=None, r_q=None, rho_g=None, rho_q=None,
+                 variant="localadj", pool_rate=DEFAULT_POOL_RATE, gallery_bank_index=None,
+                 query_bank_index=None, bank_search_params=None,
+                 max_bank_size=DEFAULT_MAX_BANK_SIZE, bank_seed=0, normalize_input=False,
+                 batch_size=16384):
+        self.form, given = forms.resolve_form(form, r_g, r_q, rho_g, rho_q)
+        self.r_g, self.r_q = (given["gallery"], given["query"]) if self.form == "paper" else (None, None)
+        self.rho_g, self.rho_q = (given["gallery"], given["query"]) if self.form == "projection" else (None, None)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.variant = variant
@@ -149,12 +190,18 @@ class InvGC:
         self.normalize_input = bool(normalize_input)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.offsets_ = None
+        self._warned_short = False
 
     def get_params(self):
-        """Constructor parameters that persistence can store as JSON (bank indexes excluded)."""
-        return {"r_g": self.r_g, "r_q": self.r_q, "variant": self.variant,
+        """Constructor parameters that persistence can store as JSON (bank indexes excluded).
+        Once fitted, ``bank_search_params`` is the setting in force (calibrated by "auto"), so a
+        reloaded index searches its banks exactly as this one does."""
+        search_params = (self.bank_search_params_ if getattr(self, "offsets_", None) is not None
+                         else self.bank_search_params)
+        return {"form": self.form, "r_g": self.r_g, "r_q": self.r_q, "rho_g": self.rho_g,
+                "rho_q": self.rho_q, "variant": self.variant,
                 "pool_rate": self.pool_rate, "normalize_input": self.normalize_input,
-                "batch_size": self.batch_size, "bank_search_params": self.bank_search_params,
+                "batch_size": self.batch_size, "bank_search_params": search_params,
                 "max_bank_size": self.max_bank_size, "bank_seed": self.bank_seed}
 
     def fit(self, gallery_bank=None, query_bank=None, d=None):
@@ -174,9 +221,10 @@ class InvGC:
         """
         if gallery_bank is None and query_bank is None:
             raise ValueError("InvGC needs at least one reference bank (gallery_bank or query_bank)")
+        given = {"gallery": (self.r_g, self.rho_g), "query": (self.r_q, self.rho_q)}
         banks, names, rates, specs = [], [], [], []
-        for name, bank, rate, spec in (("gallery", gallery_bank, self.r_g, self.gallery_bank_index),
-                                       ("query", query_bank, self.r_q, self.query_bank_index)):
+        for name, bank, spec in (("gallery", gallery_bank, self.gallery_bank_index),
+                                 ("query", query_bank, self.query_bank_index)):
             if bank is None:
                 continue
             bank = as_float_matrix(bank, d, name=f"{name}_bank")
@@ -186,26 +234,67 @@ class InvGC:
                 keep = np.sort(rng.choice(bank.shape[0], self.max_bank_size, replace=False))
                 bank = np.ascontiguousarray(bank[keep])
             d = bank.shape[1]
+            rate = given[name][0 if self.form == "paper" else 1]
             banks.append(bank)
             names.append(name)
-            rates.append(rate)
+            rates.append(forms.default_rate(self.form, name, query_bank is not None)
+                         if rate is None else rate)
             specs.append(spec)
+        self.bank_search_params_ = None
+        self.calibration_ = {}
         if self.variant == "localadj":
             offsets = [LocalAdjOffset(b, self.pool_rate, s) for b, s in zip(banks, specs)]
-            if self.bank_search_params:
-                apply_search_params([off.bank_index for off in offsets], self.bank_search_params)
+            self._set_bank_search_params(offsets, names, banks[0])
         else:
             offsets = [FullOffset(b) for b in banks]
         self.offsets_ = offsets
+        self.form_ = self.form
         self.rates_ = np.array(rates, dtype=np.float64)
         self.bank_names_ = names
         self.d_ = d
         self.gallery_mean_ = None
         if self.variant == "full":
             self.fit_gallery_mean(banks[0].mean(axis=0, dtype=np.float64))
-        logger.info("InvGC %s fitted: banks %s, sizes %s", self.variant, names,
-                    [b.shape[0] for b in banks])
+        logger.info("InvGC %s (%s form) fitted: banks %s, sizes %s, rates %s", self.variant,
+                    self.form, names, [b.shape[0] for b in banks], rates)
         return self
+
+    def _set_bank_search_params(self, offsets, names, probe_bank):
+        """Apply ``bank_search_params``: a string to every bank index, a dict per bank, or
+        ``"auto"`` (the default for approximate bank indexes) -- calibrated per bank against
+        exact search on a seeded sample of ``probe_bank`` rows (the gallery bank if given: rows
+        like the gallery's). The settings in force are kept in ``bank_search_params_``."""
+        spec = self.bank_search_params
+        if isinstance(spec, str) and spec != "auto":
+            apply_search_params([off.bank_index for off in offsets], spec)
+            self.bank_search_params_ = spec
+            return
+        if isinstance(spec, dict):
+            unknown = set(spec) - set(names)
+            if unknown:
+                raise ValueError(f"bank_search_params names banks {sorted(unknown)}, the banks "
+                                 f"are {names}")
+            for name, off in zip(names, offsets):
+                if name in spec:
+                    apply_search_params([off.bank_index], spec[name])
+            self.bank_search_params_ = dict(spec)
+            return
+        if spec is not None:
+            raise TypeError(f"bank_search_params must be None, 'auto', a string or a dict per "
+                            f"bank, got {type(spec).__name__}")
+        rng = np.random.default_rng(self.bank_seed)
+        probes = probe_bank[np.sort(rng.choice(probe_bank.shape[0],
+                                               min(AUTO_SAMPLE, probe_bank.shape[0]),
+                                               replace=False))]
+        chosen = {}
+        for name, off in zip(names, offsets):
+            setting, report = calibrate(off.bank_index, off.bank, off.k, probes,
+                                        off.offsets_from_search)
+            if setting is not None:
+                chosen[name] = setting
+                self.calibration_[name] = report
+                logger.info("bank search for the %s bank calibrated: %s", name, report)
+        self.bank_search_params_ = chosen or None
 
     def fit_gallery_mean(self, gallery_mean):
         """Set the gallery mean row ``x_mean`` (d,) used by the full variant's ``mu``."""
@@ -227,36 +316,44 @@ class InvGC:
     def correct(self, x):
         """Corrected vectors and per-bank degrees of validated rows (see :meth:`check_input`).
 
+        Only the banks that enter the combination are searched (:func:`forms.active_banks`);
+        an unused bank's degree column is NaN.
+
         Parameters
         ----------
         x : ndarray of shape (n, d), float32, unit rows
 
         Returns
         -------
-        corrected : ndarray of shape (n, d), float32, unit rows (``x`` itself copied when every
-            rate is 0)
+        corrected : ndarray of shape (n, d), float32, unit rows (``x`` itself copied when no bank
+            is active)
         degrees : ndarray of shape (n, n_banks), float32
         """
         self._check_fitted()
         n, d = x.shape
-        nb = len(self.offsets_)
+        active = forms.active_banks(self.form_, self.rates_)
         corrected = np.empty((n, d), dtype=np.float32)
-        degrees = np.empty((n, nb), dtype=np.float32)
+        degrees = np.full((n, len(self.offsets_)), np.nan, dtype=np.float32)
+        if not active:
+            corrected[:] = x
+            return corrected, degrees
+        na = len(active)
         # one working buffer for every batch: no fresh pages to fault in per batch
         rows = min(n, self.batch_size)
-        offsets = np.empty((nb, rows, d), dtype=np.float32)
-        batch_degrees = np.empty((nb, rows), dtype=np.float32)
+        offsets = np.empty((na, rows, d), dtype=np.float32)
+        batch_degrees = np.empty((na, rows), dtype=np.float32)
         for start in range(0, n, self.batch_size):
             stop = min(n, start + self.batch_size)
             if stop - start < rows:  # last, shorter batch: contiguous buffers of its own size
-                offsets = np.empty((nb, stop - start, d), dtype=np.float32)
-                batch_degrees = np.empty((nb, stop - start), dtype=np.float32)
-            self.offsets(x[start:stop], out=(offsets, batch_degrees))
-            degrees[start:stop] = batch_degrees.T
-            self.combine(x[start:stop], offsets, self.rates_, out=corrected[start:stop])
+                offsets = np.empty((na, stop - start, d), dtype=np.float32)
+                batch_degrees = np.empty((na, stop - start), dtype=np.float32)
+            self.offsets(x[start:stop], out=(offsets, batch_degrees), banks=active)
+            degrees[start:stop, active] = batch_degrees.T
+            combine(x[start:stop], offsets, self.rates_[active], self.form_,
+                    out=corrected[start:stop])
         return corrected, degrees
 
-    def offsets(self, x, out=None):
+    def offsets(self, x, out=None, banks=None):
         """Per-bank subtractive offsets and degrees of validated rows, independent of the rates.
 
         Parameters
@@ -264,6 +361,8 @@ class InvGC:
         x : ndarray of shape (n, d), float32, unit rows
         out : tuple of two arrays, optional
             Preallocated ``(offsets, degrees)`` of the shapes below, C-contiguous.
+        banks : list of int, optional
+            Which banks (indexes into ``offsets_``); default all.
 
         Returns
         -------
@@ -272,25 +371,35 @@ class InvGC:
         """
         self._check_fitted()
         n, d = x.shape
+        banks = range(len(self.offsets_)) if banks is None else banks
         if out is None:
-            out = (np.empty((len(self.offsets_), n, d), dtype=np.float32),
-                   np.empty((len(self.offsets_), n), dtype=np.float32))
+            out = (np.empty((len(banks), n, d), dtype=np.float32),
+                   np.empty((len(banks), n), dtype=np.float32))
         offsets, degrees = out
-        for b, off in enumerate(self.offsets_):
-            off(x, offsets[b], degrees[b])
+        for slot, b in enumerate(banks):
+            found = self.offsets_[b](x, offsets[slot], degrees[slot])
+            if found is not None:
+                self._check_found(found, self.offsets_[b].k, self.bank_names_[b])
         return offsets, degrees
 
+    def _check_found(self, found, k, bank_name):
+        """Warn once when more than ``SHORT_WARN_FRACTION`` of a batch got fewer than ``k``
+        bank neighbours (an approximate bank index searched too narrowly)."""
+        short = float(np.mean(found < k)) if found.size else 0.0
+        if short > SHORT_WARN_FRACTION and not self._warned_short:
+            self._warned_short = True
+            message = (f"the {bank_name} bank search found fewer than k = {k} neighbours for "
+                       f"{100 * short:.1f}% of a batch (mean found {found.mean():.0f}); offsets "
+                       "are means over the neighbours found, which drifts from the exact result: "
+                       "raise nprobe (IVF) or efSearch (HNSW) with bank_search_params, or use "
+                       "bank_search_params='auto'")
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            logger.warning(message)
+
     @staticmethod
-    def combine(x, offsets, rates, out=None):
-        """``normalize(sum_b normalize(x - rates[b] * offsets[b]))``; ``x`` itself when all rates
-        are 0. Offsets from :meth:`offsets` can be combined with many rates (the tuner does)."""
-        out = np.empty_like(x) if out is None else out
-        rates = np.ascontiguousarray(rates, dtype=np.float64)
-        if not rates.any():
-            out[:] = x
-        else:
-            kernels.subtract_normalize_combine(x, offsets, rates, out)
-        return out
+    def combine(x, offsets, rates, form="paper", out=None):
+        """See :func:`combine`."""
+        return combine(x, offsets, rates, form, out)
 
     def transform(self, x):
         """Validate ``x`` (n, d) and return its corrected rows, float32 (n, d)."""
@@ -299,3 +408,40 @@ class InvGC:
     def _check_fitted(self):
         if self.offsets_ is None:
             raise ValueError("InvGC is not fitted: call fit(gallery_bank=..., query_bank=...) first")
+
+
+def combine(x, offsets, rates, form="paper", out=None):
+    """Corrected rows from per-bank offsets, for any rates (the tuner reuses offsets).
+
+    ``normalize(sum_b normalize(x - r_b(x) offsets[b]))`` over the banks that enter the
+    combination (:func:`forms.active_banks`), with ``r_b(x)`` the form's per-item rate; ``x``
+    itself when none does.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d), float32
+    offsets : ndarray of shape (n_banks, n, d), float32
+    rates : sequence of n_banks floats (``r`` or ``rho``)
+    form : {"paper", "projection"}
+    out : ndarray of shape (n, d), float32, optional
+
+    Returns
+    -------
+    ndarray of shape (n, d), float32
+    """
+    out = np.empty_like(x) if out is None else out
+    active = forms.active_banks(form, rates)
+    if not active:
+        out[:] = x
+        return out
+    used = offsets if len(active) == offsets.shape[0] else np.ascontiguousarray(offsets[active])
+    per_item = np.empty((len(active), x.shape[0]), dtype=np.float64)
+    for slot, b in enumerate(active):
+        if form == "paper":
+            per_item[slot] = rates[b]
+        else:
+            o = used[slot].astype(np.float64)
+            per_item[slot] = forms.item_rates(form, rates[b], np.einsum("ij,ij->i", x, o),
+                                              np.einsum("ij,ij->i", o, o))
+    kernels.subtract_normalize_combine(x, used, per_item, out)
+    return out

@@ -28,7 +28,7 @@ Calls made directly on ``index.index`` bypass the lock.
 import faiss
 import numpy as np
 
-from .correction import InvGC
+from .correction import DEFAULT_MAX_BANK_SIZE, DEFAULT_POOL_RATE, InvGC
 from .item_table import ItemTable
 from .locking import ReadWriteLock
 from .validation import as_float_matrix, as_ids, check_positive_int
@@ -88,10 +88,15 @@ class InvGCIndex(faiss.IndexIDMap2):
         Reference items of the gallery's modality (e.g. training-set images).
     query_bank : array_like of shape (M_q, d), optional
         Reference items of the query's modality (e.g. training-set captions).
-    r_g, r_q, variant, pool_rate, gallery_bank_index, query_bank_index, bank_search_params,
+    form, rho_g, rho_q, r_g, r_q
+        Which correction and its rates (:mod:`invgc_faiss.forms`). Defaults, measured on six real
+        retrieval directions: the projection form, ``rho_q = 1`` on the query bank only (with a
+        gallery bank alone, ``rho_g = 1``). Giving ``r_g``/``r_q`` selects the paper's form.
+    variant, pool_rate, gallery_bank_index, query_bank_index, bank_search_params,
     max_bank_size, bank_seed, normalize_input, batch_size
-        See :class:`invgc_faiss.correction.InvGC`. Inputs must be unit-norm unless
-        ``normalize_input=True``; queries are never modified either way.
+        See :class:`invgc_faiss.correction.InvGC` (defaults ``pool_rate=0.2``,
+        ``max_bank_size=4096``). Inputs must be unit-norm unless ``normalize_input=True``;
+        queries are never modified either way.
     keep_originals : bool
         Also keep each added vector as given (d float32 per item), for :meth:`get_originals`.
     correction : InvGC, optional
@@ -116,14 +121,16 @@ class InvGCIndex(faiss.IndexIDMap2):
 
     correction = None
     alignment = None
+    tune_result = None
     items = None
     keep_originals = None
     sequential_ids = None
     _lock = None
 
-    def __init__(self, index, *, gallery_bank=None, query_bank=None, r_g=0.3, r_q=0.3,
-                 variant="localadj", pool_rate=0.01, gallery_bank_index=None, query_bank_index=None,
-                 bank_search_params=None, max_bank_size=None, bank_seed=0, normalize_input=False,
+    def __init__(self, index, *, gallery_bank=None, query_bank=None, form=None, rho_g=None,
+                 rho_q=None, r_g=None, r_q=None, variant="localadj", pool_rate=DEFAULT_POOL_RATE,
+                 gallery_bank_index=None, query_bank_index=None, bank_search_params=None,
+                 max_bank_size=DEFAULT_MAX_BANK_SIZE, bank_seed=0, normalize_input=False,
                  keep_originals=False, batch_size=16384, correction=None, alignment=None):
         given = index
         inner = _unwrap_inner(index)
@@ -136,7 +143,8 @@ class InvGCIndex(faiss.IndexIDMap2):
                 gallery_bank = None if gallery_bank is None else alignment.transform_gallery(
                     gallery_bank)
                 query_bank = None if query_bank is None else alignment.transform_query(query_bank)
-            correction = InvGC(r_g=r_g, r_q=r_q, variant=variant, pool_rate=pool_rate,
+            correction = InvGC(form=form, rho_g=rho_g, rho_q=rho_q, r_g=r_g, r_q=r_q,
+                               variant=variant, pool_rate=pool_rate,
                                gallery_bank_index=gallery_bank_index,
                                query_bank_index=query_bank_index,
                                bank_search_params=bank_search_params, max_bank_size=max_bank_size,
@@ -173,6 +181,18 @@ class InvGCIndex(faiss.IndexIDMap2):
                    keep_originals=keep_originals, **kwargs)
         self._attach(inner, ids, columns, sequential_ids)
         return self
+
+    @classmethod
+    def tuned(cls, inner, query_bank, gallery_bank, **tune_params):
+        """Tune on paired banks with :func:`invgc_faiss.tune` and build the index it chose
+        around the empty ``inner`` (all pairs as banks). The :class:`~invgc_faiss.tuning.TuneResult`
+        is kept as ``index.tune_result``."""
+        from .tuning import tune  # tuning builds indexes of this class
+
+        result = tune(query_bank, gallery_bank, **tune_params)
+        index = result.index(inner)
+        index.tune_result = result
+        return index
 
     def _attach(self, inner, ids, columns, sequential_ids):
         """Make a non-empty ``inner`` this (empty) index's storage, with its ids and item columns."""

@@ -9,16 +9,19 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees):
-    """LocalAdj offsets and degrees from a top-k bank search.
+def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
+    """LocalAdj offsets and degrees from a top-k bank search, over the neighbours found.
 
-    For each row ``i``::
+    For each row ``i``, with ``F_i = {j : nbrs[i, j] >= 0}`` the neighbours the bank index found
+    (``-1`` = none found there, which only an approximate bank index returns)::
 
-        offsets[i] = (1/k) * sum_j sims[i, j] * bank[nbrs[i, j]]
-        degrees[i] = sum_j sims[i, j]
+        found[i]   = |F_i|
+        offsets[i] = (1/|F_i|) * sum_{j in F_i} sims[i, j] * bank[nbrs[i, j]]   (0 if F_i is empty)
+        degrees[i] = sum_{j in F_i} sims[i, j]
 
-    over the ``k`` columns ``j`` with ``nbrs[i, j] >= 0`` (``-1`` = no neighbour found by an
-    approximate bank index: it contributes nothing; the divisor stays ``k``).
+    With all ``k`` found this is SCIENCE.md 1a exactly (divisor ``k``). Dividing by the count found
+    instead of ``k`` keeps the offset's scale when an IVF/HNSW bank search comes back short: a
+    divisor kept at ``k`` shrinks the offset and moves the correction off its optimum.
 
     Parameters
     ----------
@@ -27,42 +30,48 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees):
     nbrs : ndarray of shape (n, k), int64, bank row numbers or -1
     offsets : ndarray of shape (n, d), float32, output
     degrees : ndarray of shape (n,), float32, output
+    found : ndarray of shape (n,), int64, output
     """
     n, k = nbrs.shape
     d = bank.shape[1]
-    inv_k = 1.0 / k
     for i in prange(n):
         acc = np.zeros(d, dtype=np.float64)
         deg = 0.0
+        count = 0
         for j in range(k):
             b = nbrs[i, j]
             if b < 0:
                 continue
+            count += 1
             s = np.float64(sims[i, j])
             deg += s
             for c in range(d):
                 acc[c] += s * bank[b, c]
+        inv = 1.0 / count if count > 0 else 0.0
         for c in range(d):
-            offsets[i, c] = acc[c] * inv_k
+            offsets[i, c] = acc[c] * inv
         degrees[i] = deg
+        found[i] = count
 
 
 @njit(parallel=True, cache=True)
 def subtract_normalize_combine(x, offsets, rates, out):
     """Combine per-bank corrections into the stored vectors (SCIENCE.md 1a, 1c).
 
-    For each row ``i``, with ``nb`` banks::
+    For each row ``i``, with ``nb`` banks and a rate per bank *and row*::
 
-        x_b    = normalize(x[i] - rates[b] * offsets[b, i])
+        x_b    = normalize(x[i] - rates[b, i] * offsets[b, i])
         out[i] = normalize(sum_b x_b)          # = normalize(1/2 x_g + 1/2 x_q) for two banks
 
+    The paper's form passes the same rate for every row; the projection form passes
+    ``rho_b (x . o_b) / (o_b . o_b)`` (see :mod:`invgc_faiss.forms`).
     ``normalize(0) = 0``: a row cancelled exactly stays zero instead of becoming NaN.
 
     Parameters
     ----------
     x : ndarray of shape (n, d), float32
     offsets : ndarray of shape (nb, n, d), float32
-    rates : ndarray of shape (nb,), float64
+    rates : ndarray of shape (nb, n), float64
     out : ndarray of shape (n, d), float32, output
     """
     nb, n, d = offsets.shape
@@ -71,8 +80,9 @@ def subtract_normalize_combine(x, offsets, rates, out):
         y = np.empty(d, dtype=np.float64)
         for b in range(nb):
             sq = 0.0
+            r = rates[b, i]
             for c in range(d):
-                v = np.float64(x[i, c]) - rates[b] * offsets[b, i, c]
+                v = np.float64(x[i, c]) - r * offsets[b, i, c]
                 y[c] = v
                 sq += v * v
             if sq > 0.0:

@@ -24,7 +24,7 @@ missed; with ``k * k_factor >= ntotal`` the result equals the baked :class:`InvG
 import faiss
 import numpy as np
 
-from . import kernels
+from . import forms, kernels
 from .index import InvGCIndex
 from .item_table import ItemTable
 from .validation import as_float_matrix, check_positive_int, check_rate
@@ -58,36 +58,44 @@ def rerank_scalars(x, offsets):
                             dot(o0, o1)]).astype(np.float32)
 
 
-def corrected_scores(qx, qo, scalars, rates):
+def corrected_scores(qx, qo, scalars, rates, form="paper"):
     """``q . x'`` from raw scores and per-item quantities (module docstring), vectorized.
+
+    The projection form (:mod:`invgc_faiss.forms`) is the same algebra with the per-item rate
+    ``r_b(x) = rho_b (x.o_b) / (o_b.o_b)``, read from the stored scalars, over the banks with
+    ``rho_b > 0`` only.
 
     Parameters
     ----------
     qx : ndarray of shape S, raw scores ``q . x``
     qo : ndarray of shape (n_banks,) + S, ``q . o_b``
     scalars : ndarray of shape S + (6,), from :func:`rerank_scalars`
-    rates : sequence of n_banks floats
+    rates : sequence of n_banks floats (``r`` or ``rho``)
+    form : {"paper", "projection"}
 
     Returns
     -------
     ndarray of shape S, float64
     """
     qx = np.asarray(qx, dtype=np.float64)
-    if not np.any(rates):
+    active = forms.active_banks(form, rates)
+    if not active:
         return qx
     s = np.asarray(scalars, dtype=np.float64)
     xx = s[..., 0]
     numerator = np.zeros_like(qx)
-    weights, sq_norms = [], []
-    for b, r in enumerate(rates):
+    weights, sq_norms, item_rates = [], [], []
+    for b in active:
+        r = forms.item_rates(form, rates[b], s[..., 1 + b], s[..., 3 + b])
         n_b = xx - 2 * r * s[..., 1 + b] + r * r * s[..., 3 + b]
         a_b = np.where(n_b > 0, 1 / np.sqrt(np.maximum(n_b, 1e-300)), 0.0)
         numerator += a_b * (qx - r * qo[b])
         weights.append(a_b)
         sq_norms.append(n_b)
-    if len(rates) == 1:
+        item_rates.append(r)
+    if len(active) == 1:
         return numerator
-    r0, r1 = rates
+    r0, r1 = item_rates
     u0u1 = xx - r0 * s[..., 1] - r1 * s[..., 2] + r0 * r1 * s[..., 5]
     yy = (weights[0] ** 2 * sq_norms[0] + weights[1] ** 2 * sq_norms[1]
           + 2 * weights[0] * weights[1] * u0u1)
@@ -112,7 +120,8 @@ class InvGCRerankIndex(InvGCIndex):
     Attributes
     ----------
     rates : ndarray of shape (n_banks,), float64
-        The rates used at search time, in ``correction.bank_names_`` order.
+        The rates used at search time (``r`` or ``rho``, by ``correction.form_``), in
+        ``correction.bank_names_`` order.
     """
 
     k_factor = None
@@ -139,13 +148,20 @@ class InvGCRerankIndex(InvGCIndex):
         widths["scalars"] = N_SCALARS
         return widths, dtypes
 
-    def set_rates(self, r_g=None, r_q=None):
-        """Change the rates used by later searches; stored data is untouched."""
-        given = {"gallery": r_g, "query": r_q}
+    def set_rates(self, r_g=None, r_q=None, *, rho_g=None, rho_q=None):
+        """Change the rates used by later searches; stored data is untouched. Rates of the
+        index's form only: ``r_g``/``r_q`` (paper) or ``rho_g``/``rho_q`` (projection)."""
+        form = self.correction.form_
+        paper, projection = (r_g, r_q), (rho_g, rho_q)
+        if any(v is not None for v in (projection if form == "paper" else paper)):
+            raise ValueError(f"this index uses the {form} form: set its rates "
+                             f"{forms.RATE_NAMES[form]}")
+        given = dict(zip(("gallery", "query"), paper if form == "paper" else projection))
         rates = self.rates.copy()
         for b, name in enumerate(self.correction.bank_names_):
             if given[name] is not None:
-                rates[b] = check_rate(given[name], f"r_{name[0]}")
+                rates[b] = check_rate(given[name],
+                                      forms.RATE_NAMES[form][("gallery", "query").index(name)])
         self.rates = rates
 
     def train(self, x):
@@ -233,7 +249,7 @@ class InvGCRerankIndex(InvGCIndex):
             else:
                 kernels.candidate_dots(x, positions, rows, qo[b])
         scalars = self.items.columns["scalars"][np.maximum(positions, 0)]
-        scores = corrected_scores(raw, qo, scalars, self.rates)
+        scores = corrected_scores(raw, qo, scalars, self.rates, self.correction.form_)
         scores[positions < 0] = -np.inf
         return scores
 

@@ -46,3 +46,38 @@ def invgc(x, banks, rates, variant="localadj", pool_rate=0.01, gallery_mean=None
     if len(parts) == 1:
         return parts[0]
     return normalize(0.5 * parts[0] + 0.5 * parts[1])
+
+
+def localadj_offset(x, bank, pool_rate, keep=None):
+    """LocalAdj offset ``off(x)`` (n, d) float64 over the top-k bank rows (SCIENCE.md 1a); with
+    ``keep`` (n, k) bool, only the kept ones of those k count and the mean is over them (0 if
+    none): what a bank search returning fewer than k rows should give."""
+    x = np.asarray(x, np.float64)
+    bank = np.asarray(bank, np.float64)
+    k = max(1, math.floor(pool_rate * bank.shape[0]))
+    s = x @ bank.T
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    s_top = np.take_along_axis(s, top, axis=1)
+    if keep is None:
+        keep = np.ones_like(s_top, dtype=bool)
+    weights = np.where(keep, s_top, 0.0)
+    count = keep.sum(axis=1, keepdims=True)
+    return np.einsum("nk,nkd->nd", weights, bank[top]) / np.maximum(count, 1)
+
+
+def projection_invgc(x, banks, rhos, pool_rate, keeps=None):
+    """Projection form (SCIENCE.md 6): per bank ``x_B = normalize(x - rho (x.ô) ô)``,
+    ``ô = off/|off|`` (``x_B = x`` where ``off = 0``); ``x' = normalize(sum of x_B over the
+    banks with rho > 0)``, ``x`` itself when there is none. float64 (n, d)."""
+    x = np.asarray(x, np.float64)
+    keeps = keeps or [None] * len(banks)
+    parts = []
+    for bank, rho, keep in zip(banks, rhos, keeps):
+        if rho <= 0:
+            continue
+        unit_offset = normalize(localadj_offset(x, bank, pool_rate, keep))
+        along = np.einsum("nd,nd->n", x, unit_offset)[:, None]
+        parts.append(normalize(x - rho * along * unit_offset))
+    if not parts:
+        return x.copy()
+    return normalize(np.sum(parts, axis=0))

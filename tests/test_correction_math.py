@@ -57,7 +57,7 @@ def test_pool_size_edges():
 
 def test_degrees_match_dense_reference(small_data):
     s = small_data
-    index = build_and_add(s["xb"], s["bank_g"], s["bank_q"], pool_rate=0.1)
+    index = build_and_add(s["xb"], s["bank_g"], s["bank_q"], r_g=0.3, r_q=0.3, pool_rate=0.1)
     ids = np.arange(0, 300, 7)
     deg = index.get_degrees(ids)
     assert_allclose(deg[:, 0], ref.localadj_bank(s["xb"][ids], s["bank_g"], 0.3, 0.1)[1], atol=1e-4)

@@ -46,7 +46,7 @@ def test_full_probe_ivf_bank_equals_exact_bank(small_data):
 def test_max_bank_size_samples_the_bank(small_data):
     s = small_data
     index = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
-                       max_bank_size=50, bank_seed=3, pool_rate=0.1)
+                       max_bank_size=50, bank_seed=3, pool_rate=0.1, r_g=0.3, r_q=0.3)
     sample_g, sample_q = index.correction.banks
     assert sample_g.shape == sample_q.shape == (50, 16)
     rows = {tuple(r) for r in s["bank_g"]}
@@ -93,3 +93,103 @@ def test_read_npy_batches(tmp_path, small_data):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="truncated at row"):
         list(read_npy_batches(str(path), 128))
+
+
+class DroppingBankIndex:
+    """A bank search that loses some of the k neighbours (-1), as a narrow IVF probe does."""
+
+    def __init__(self, bank, keep):
+        self.exact = faiss.IndexFlatIP(bank.shape[1])
+        self.exact.add(bank)
+        self.keep = keep
+
+    def search(self, x, k):
+        sims, nbrs = self.exact.search(x, k)
+        nbrs = np.where(self.keep[:x.shape[0], :k], nbrs, -1)
+        return np.where(nbrs >= 0, sims, -np.inf).astype(np.float32), nbrs
+
+
+@pytest.mark.parametrize("form", ["paper", "projection"])
+def test_offsets_are_means_over_the_neighbours_found(small_data, form):
+    s = small_data
+    rates = {"r_g": 0.8, "r_q": 1.4} if form == "paper" else {"rho_g": 0.9, "rho_q": 1.1}
+    index = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       pool_rate=0.1, max_bank_size=None, **rates)
+    correction = index.correction
+    keeps = []
+    for off in correction.offsets_:
+        keep = np.random.default_rng(off.k).random((300, off.k)) < 0.6
+        keep[:5] = False  # rows with no neighbour found at all: offset 0, row unchanged
+        keeps.append(keep)
+        off.bank_index = DroppingBankIndex(off.bank, keep)
+    with pytest.warns(RuntimeWarning, match="raise nprobe"):
+        offsets, _ = correction.offsets(s["xb"])
+    for b, bank in enumerate((s["bank_g"], s["bank_q"])):
+        assert_allclose(offsets[b], ref.localadj_offset(s["xb"], bank, 0.1, keeps[b]), atol=1e-6)
+    stored = correction.transform(s["xb"])
+    if form == "projection":
+        expected = ref.projection_invgc(s["xb"], [s["bank_g"], s["bank_q"]], [0.9, 1.1], 0.1, keeps)
+    else:
+        parts = [ref.normalize(s["xb"] - r * ref.localadj_offset(s["xb"], bank, 0.1, keep))
+                 for bank, r, keep in zip((s["bank_g"], s["bank_q"]), (0.8, 1.4), keeps)]
+        expected = ref.normalize(parts[0] + parts[1])
+    assert_allclose(stored, expected, atol=1e-5)
+    assert_allclose(stored[:5], s["xb"][:5], atol=1e-6)
+
+
+def test_a_narrow_ivf_bank_search_warns_once_and_names_the_knob(small_data):
+    s = small_data
+    index = InvGCIndex(faiss.IndexFlatIP(16), query_bank=s["bank_q"], query_bank_index="IVF8,Flat",
+                       bank_search_params="nprobe=1", pool_rate=0.5, max_bank_size=None)
+    with pytest.warns(RuntimeWarning, match=r"fewer than k = 75 neighbours for .*% of a batch"):
+        index.add(s["xb"][:100])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        index.add(s["xb"][100:])  # once per index, not per batch
+
+
+def test_exact_bank_search_does_not_warn(small_data):
+    import warnings
+    s = small_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        index = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                           pool_rate=1.0)
+        index.add(s["xb"])
+    assert index.correction.bank_search_params_ is None
+
+
+def test_auto_calibrates_approximate_banks_and_the_file_keeps_it(tmp_path):
+    rng = np.random.default_rng(2)
+    d = 32
+    from conftest import cone
+    bank_g, bank_q = cone(rng, 3000, d, 0.3), cone(rng, 2000, d, 0.3)
+    xb = cone(rng, 400, d, 0.3)
+    common = {"gallery_bank": bank_g, "query_bank": bank_q, "pool_rate": 0.05,
+              "max_bank_size": None, "rho_g": 1.0, "rho_q": 1.0}
+    exact = InvGCIndex(faiss.IndexFlatIP(d), **common)
+    auto = InvGCIndex(faiss.IndexFlatIP(d), gallery_bank_index="IVF64,Flat",
+                      query_bank_index="HNSW16", **common)
+    settings = auto.correction.bank_search_params_
+    assert set(settings) == {"gallery", "query"}
+    assert settings["gallery"].startswith("nprobe=") and settings["query"].startswith("efSearch=")
+    for report in auto.correction.calibration_.values():
+        assert report["cosine"] >= 0.999 and report["norm_error"] <= 0.01
+    from invgc_faiss.bank_search import offset_agreement
+    for b in range(2):
+        cosine, ratio = offset_agreement(auto.correction.offsets(xb)[0][b],
+                                         exact.correction.offsets(xb)[0][b])
+        assert cosine.mean() > 0.998 and abs(ratio.mean() - 1) < 0.02
+    explicit = InvGCIndex(faiss.IndexFlatIP(d), gallery_bank_index="IVF64,Flat",
+                          query_bank_index="IVF64,Flat", bank_search_params="nprobe=2", **common)
+    assert explicit.correction.bank_search_params_ == "nprobe=2"
+    assert explicit.correction.calibration_ == {}
+    auto.add(xb)
+    invgc_faiss.write_index(auto, tmp_path / "auto.invgc")
+    loaded = invgc_faiss.read_index(tmp_path / "auto.invgc")
+    assert loaded.correction.bank_search_params_ == settings
+    assert loaded.correction.calibration_ == {}  # applied from the file, not calibrated again
+    loaded.add(xb[:50])
+    auto.add(xb[:50])
+    assert_array_equal(loaded.index.reconstruct_n(0, 450), auto.index.reconstruct_n(0, 450))
