@@ -61,7 +61,7 @@ def topk_recall(exact, approx):
 
 def run_banks(args):
     from invgc_faiss.datasets import load_bible_split
-    from invgc_faiss.tune import tune_method
+    from invgc_faiss.grid_search import tune_method
 
     split = load_bible_split(args.query_lang, args.gallery_lang, bank_size=args.bank_size,
                              tune_size=args.tune_size)

@@ -4,6 +4,9 @@
     python -m invgc_faiss demo --synthetic     # generated cone data (a smoke run, no claim)
     python -m invgc_faiss evaluate --query-lang eng --gallery-lang deu [--json F] [--csv F] [--plot F]
     python -m invgc_faiss rebalance --gallery-lang deu --noise 0 0.5 1 2 --low-resource swh
+    python -m invgc_faiss tune --query-bank Q.npy --gallery-bank G.npy [--json F]
+    python -m invgc_faiss evaluate --queries TQ.npy --gallery TG.npy --query-bank Q.npy \
+        --gallery-bank G.npy [--truth T.npy] [--methods ...] [--json F] [--csv F] [--plot F]
 
 The CLI is the only place that prints; the library logs.
 """
@@ -20,7 +23,7 @@ from .evaluation import evaluate_method, format_table
 from .methods import METHODS
 from .rebalance import ALIGNMENTS
 from .synthetic import make_cone_pairs
-from .tune import tune_method
+from .grid_search import tune_method
 
 REBALANCE_COLUMNS = ["setting", "method", "invgc", "qg_R@1", "qg_R@5", "qg_R@10", "gq_R@1",
                      "gq_R@5", "gq_R@10", "RSUM", "q_NDCG@10", "g_NDCG@10", "q_NDCG@20",
@@ -56,19 +59,21 @@ def progress_bar(description):
     return progress
 
 
-def run_comparison(split, query_name, gallery_name, method_names):
-    """Tune every method label-free, evaluate it on the test pairs, both directions.
+def run_comparison(split, query_name, gallery_name, method_names, truth=None):
+    """Tune every method label-free, evaluate it on the test pairs: both directions, or the
+    first only when a ground truth (gallery row per query) is given.
 
-    Returns the table rows (dicts) with RSUM summed over both directions per method."""
+    Returns the table rows (dicts) with RSUM summed over the directions per method."""
     rows = []
-    for label, queries, gallery, (query_bank, gallery_bank), tuning in directions(
-            split, query_name, gallery_name):
+    both = directions(split, query_name, gallery_name)
+    for label, queries, gallery, (query_bank, gallery_bank), tuning in (
+            both if truth is None else both[:1]):
         for name in method_names:
             print(f"  {label}: tuning and evaluating {name}", file=sys.stderr)
             params, _ = tune_method(name, *tuning)
             build = METHODS[name][1](params, query_bank, gallery_bank)
             rows.append({"direction": label, "method": name,
-                         **evaluate_method(build, queries, gallery), "params": params})
+                         **evaluate_method(build, queries, gallery, truth), "params": params})
     for row in rows:
         row["RSUM"] = metrics.rsum(*(r for r in rows if r["method"] == row["method"]))
     return rows
@@ -115,9 +120,21 @@ def save_outputs(rows, args, description, columns=TABLE_COLUMNS):
 
 
 def run_evaluate(args):
-    split = load_split(args, args.gallery_lang)
+    files = (args.queries, args.gallery, args.query_bank, args.gallery_bank)
+    truth = None
+    if any(files):
+        if not all(files):
+            raise ValueError("evaluate on files needs --queries, --gallery, --query-bank and "
+                             "--gallery-bank")
+        from .user_data import split_from_files
+
+        split, truth = split_from_files(*files, truth=args.truth, seed=args.seed)
+        names = ("query", "gallery")
+    else:
+        split = load_split(args, args.gallery_lang)
+        names = (args.query_lang, args.gallery_lang)
     print(f"data: {split.description}")
-    rows = run_comparison(split, args.query_lang, args.gallery_lang, args.methods)
+    rows = run_comparison(split, *names, args.methods, truth)
     print(format_table(rows, TABLE_COLUMNS))
     save_outputs(rows, args, split.description)
     return 0
@@ -158,6 +175,23 @@ def run_rebalance(args):
                                  progress=True)
     print(format_table(rows, REBALANCE_COLUMNS))
     save_outputs(rows, args, split.description, REBALANCE_COLUMNS)
+    return 0
+
+
+def run_tune(args):
+    """``invgc_faiss.tune`` on two paired .npy banks; prints its table."""
+    from .tuning import tune
+    from .user_data import check_paired, load_embeddings
+
+    query_bank = load_embeddings(args.query_bank)
+    gallery_bank = load_embeddings(args.gallery_bank, query_bank.shape[1])
+    check_paired(query_bank, gallery_bank, args.query_bank, args.gallery_bank)
+    result = tune(query_bank, gallery_bank, forms=tuple(args.forms), holdout=args.holdout,
+                  seed=args.seed, methods=tuple(args.peers), progress=True)
+    print(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.to_dict(), f, indent=1)
     return 0
 
 
@@ -212,10 +246,32 @@ def build_parser():
     demo.add_argument("--dim", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=run_demo)
-    evaluate = sub.add_parser("evaluate", help="the real-data benchmark, every method tuned label-free")
+    evaluate = sub.add_parser(
+        "evaluate", help="every method tuned label-free and evaluated: the real-data benchmark, "
+                         "or your own embeddings (--queries ... --gallery-bank)")
     add_common(evaluate)
     add_data(evaluate, bank_size=20000, tune_size=2000, test_books=TEST_BOOKS, reference_books=None)
+    files = evaluate.add_argument_group("your own embeddings (.npy, unit rows)")
+    files.add_argument("--queries", help="test queries (n, d)")
+    files.add_argument("--gallery", help="test gallery (n_g, d); row i matches query i unless "
+                                         "--truth is given")
+    files.add_argument("--query-bank", help="reference queries (m, d), paired with --gallery-bank")
+    files.add_argument("--gallery-bank", help="reference gallery items (m, d)")
+    files.add_argument("--truth", help="gallery row of each test query (n,) int; one direction")
+    files.add_argument("--seed", type=int, default=0, help="seed of the held-out tuning pairs")
     evaluate.set_defaults(run=run_evaluate)
+    tune = sub.add_parser("tune", help="tune InvGC on your paired banks (do-no-harm rule)")
+    tune.add_argument("--query-bank", required=True, help="reference queries (m, d) .npy")
+    tune.add_argument("--gallery-bank", required=True, help="reference gallery items (m, d) .npy, "
+                                                            "row i matches query-bank row i")
+    tune.add_argument("--forms", nargs="+", default=["projection", "paper"],
+                      choices=["projection", "paper"])
+    tune.add_argument("--peers", nargs="*", default=[], choices=["nnn", "csls", "qb_norm", "dbnorm"],
+                      help="also tune these peers on the same held-out pairs")
+    tune.add_argument("--holdout", type=float, default=0.1, help="share of pairs held out")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--json", help="save the result as JSON")
+    tune.set_defaults(run=run_tune)
     rebalance = sub.add_parser(
         "rebalance", help="imbalance stress test: alignments +- InvGC, cross- and single-side")
     add_data(rebalance, bank_size=20000, tune_size=2000, test_books=TEST_BOOKS,
@@ -238,8 +294,13 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run a command; a bad input file or argument prints one line to stderr and returns 2."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,13 +14,16 @@ from .index import InvGCIndex
 HUBNESS_K = 10
 
 
-def evaluate_method(build, queries, gallery):
-    """Metrics of one method on paired test data.
+def evaluate_method(build, queries, gallery, truth=None):
+    """Metrics of one method on test data.
 
     Parameters
     ----------
     build : callable d -> faiss.Index (empty)
-    queries, gallery : ndarray of shape (n, d), float32, row i matches row i
+    queries : ndarray of shape (nq, d), float32
+    gallery : ndarray of shape (n, d), float32
+    truth : ndarray of shape (nq,), int, optional
+        Gallery row of each query; default row i matches row i.
 
     Returns
     -------
@@ -41,7 +44,8 @@ def evaluate_method(build, queries, gallery):
     start = time.perf_counter()
     _, I = index.search(queries, n)
     search_s = time.perf_counter() - start
-    row = metrics.retrieval_metrics(metrics.ground_truth_ranks(I, np.arange(n)))
+    truth = np.arange(queries.shape[0]) if truth is None else truth
+    row = metrics.retrieval_metrics(metrics.ground_truth_ranks(I, truth))
     row.update(metrics.hubness(I[:, :HUBNESS_K], n))
     row.update(metrics.degeneration(stored_gallery(index, gallery)))
     row.update(add_s=add_s, search_s=search_s,

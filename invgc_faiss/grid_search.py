@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from . import metrics
+from . import forms, metrics
 from .correction import InvGC
 from .methods import METHODS
 from .rerank import corrected_scores, rerank_scalars
@@ -28,11 +28,16 @@ def recall_sum(I, n):
     return metrics.rsum(metrics.retrieval_metrics(metrics.ground_truth_ranks(I, np.arange(n))))
 
 
+def diagonal_ranks(scores):
+    """Rank of each row's diagonal entry in a dense score matrix (n, n): 1 + the number of items
+    scoring above it (ties counted in the item's favour), int64 (n,)."""
+    return 1 + (scores > np.diag(scores)[:, None]).sum(axis=1)
+
+
 def recall_sum_dense(scores):
     """``R@1 + R@5 + R@10`` from a dense score matrix (n, n) whose diagonal holds the ground
-    truth; rank = 1 + number of items scoring above it."""
-    ranks = 1 + (scores > np.diag(scores)[:, None]).sum(axis=1)
-    return metrics.rsum(metrics.retrieval_metrics(ranks))
+    truth."""
+    return metrics.rsum(metrics.retrieval_metrics(diagonal_ranks(scores)))
 
 
 def grid(param_grid):
@@ -41,24 +46,63 @@ def grid(param_grid):
     return [dict(zip(names, values)) for values in itertools.product(*param_grid.values())]
 
 
-def _tune_invgc(variant, param_grid, queries, gallery, query_bank, gallery_bank):
-    pools = param_grid.get("pool_rate", (0.01,))
+def invgc_grid_ranks(queries, gallery, query_bank, gallery_bank, param_grid, *, variant="localadj",
+                     max_bank_size=None, progress=None):
+    """Held-out ground-truth ranks of every InvGC parameter set in a grid, without rebuilding.
+
+    The grid names its form by its rate names: ``r_g, r_q`` (paper) or ``rho_g, rho_q``
+    (projection, :mod:`invgc_faiss.forms`); ``pool_rate`` (LocalAdj) is optional. A rate list
+    missing from the grid is ``(0,)``; a bank passed as None is not used.
+
+    Parameters
+    ----------
+    queries, gallery : ndarray (n, d) float32, held-out pairs, row i matches row i
+    query_bank, gallery_bank : ndarray (m, d) float32 or None
+    param_grid : dict
+    variant : {"localadj", "full"}
+    max_bank_size : int or None, as for :class:`~invgc_faiss.correction.InvGC`
+    progress : callable(n_done_increment, total), optional
+
+    Yields
+    ------
+    params : dict (the rates of the banks given, whose names select the form; pool_rate for
+        LocalAdj): keyword arguments of :class:`~invgc_faiss.InvGCIndex`
+    ranks : ndarray (n,) int64
+    """
+    form = "projection" if ("rho_g" in param_grid or "rho_q" in param_grid) else "paper"
+    g_name, q_name = forms.RATE_NAMES[form]
+    names = [(name, bank) for name, bank in ((g_name, gallery_bank), (q_name, query_bank))
+             if bank is not None]
+    pools = param_grid.get("pool_rate", (0.01,)) if variant == "localadj" else (None,)
+    rate_lists = [param_grid.get(name, (0.0,)) for name, _ in names]
+    total = len(pools) * int(np.prod([len(r) for r in rate_lists]))
     raw = queries @ gallery.T
-    best = (-np.inf, None)
     for pool_rate in pools:
-        correction = InvGC(variant=variant, pool_rate=pool_rate).fit(gallery_bank, query_bank)
+        pool = {} if pool_rate is None else {"pool_rate": pool_rate}
+        correction = InvGC(variant=variant, max_bank_size=max_bank_size, **pool).fit(
+            gallery_bank, query_bank)
         if variant == "full":
             correction.fit_gallery_mean(gallery.mean(axis=0, dtype=np.float64))
         offsets, _ = correction.offsets(gallery)
         scalars = rerank_scalars(gallery, offsets)[None]
         offset_scores = np.stack([queries @ o.T for o in offsets])
-        for r_g, r_q in itertools.product(param_grid["r_g"], param_grid["r_q"]):
-            score = recall_sum_dense(corrected_scores(raw, offset_scores, scalars, [r_g, r_q]))
-            params = {"r_g": r_g, "r_q": r_q}
+        for rates in itertools.product(*rate_lists):
+            ranks = diagonal_ranks(corrected_scores(raw, offset_scores, scalars, rates, form))
+            params = {name: rate for (name, _), rate in zip(names, rates)}
             if variant == "localadj":
                 params["pool_rate"] = pool_rate
-            if score > best[0]:
-                best = (score, params)
+            yield params, ranks
+            if progress is not None:
+                progress(1, total)
+
+
+def _tune_invgc(variant, param_grid, queries, gallery, query_bank, gallery_bank):
+    best = (-np.inf, None)
+    for params, ranks in invgc_grid_ranks(queries, gallery, query_bank, gallery_bank, param_grid,
+                                          variant=variant):
+        score = metrics.rsum(metrics.retrieval_metrics(ranks))
+        if score > best[0]:
+            best = (score, params)
     return best
 
 
@@ -92,9 +136,10 @@ def tune_method(name, queries, gallery, query_bank, gallery_bank, param_grid=Non
     """
     own_grid, make = METHODS[name]
     param_grid = own_grid if param_grid is None else param_grid
-    if name.startswith("invgc_"):
-        score, params = _tune_invgc(name[len("invgc_"):], param_grid, queries, gallery,
-                                    query_bank, gallery_bank)
+    if name.startswith("invgc_") and param_grid:
+        variant = "full" if name == "invgc_full" else "localadj"
+        score, params = _tune_invgc(variant, param_grid, queries, gallery, query_bank,
+                                    gallery_bank)
     else:
         score, params = _tune_generic(make, param_grid, queries, gallery, query_bank, gallery_bank)
     logger.info("tuned %s: %s (held-out R@1+R@5+R@10 = %.2f)", name, params, score)

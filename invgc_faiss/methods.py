@@ -1,13 +1,15 @@
 """The methods the evaluation compares, each with its hyper-parameter grid.
 
 A method is ``(grid, make)``: ``grid`` maps parameter names to candidate values (tuned label-free
-by :mod:`invgc_faiss.tune`), ``make(params, query_bank, gallery_bank)`` returns ``build(d)``, a
+by :mod:`invgc_faiss.grid_search`), ``make(params, query_bank, gallery_bank)`` returns ``build(d)``, a
 callable that returns an empty index-like object with ``add`` and ``search``.
 """
 import faiss
 
 from . import baselines
+from .correction import DEFAULT_MAX_BANK_SIZE
 from .index import InvGCIndex
+from .forms import TUNING_GRIDS
 
 #: LocalAdj rates reach 3 and pools 0.2 (SCIENCE.md section 5: the tuner often picks large ones)
 LOCALADJ_RATES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
@@ -39,8 +41,10 @@ def _dbnorm(params, query_bank, gallery_bank):
     return lambda d: baselines.ScoreBiasIndex(d, bias)
 
 
-def _invgc(variant):
+def _invgc(variant, max_bank_size=None):
+    """InvGC with whole banks by default (the evaluation's protocol)."""
     def make(params, query_bank, gallery_bank):
+        params = {"max_bank_size": max_bank_size, **params}
         return lambda d: InvGCIndex(faiss.IndexFlatIP(d), gallery_bank=gallery_bank,
                                     query_bank=query_bank, variant=variant, **params)
     return make
@@ -55,4 +59,7 @@ METHODS = {
     "invgc_full": ({"r_g": FULL_RATES, "r_q": FULL_RATES}, _invgc("full")),
     "invgc_localadj": ({"r_g": LOCALADJ_RATES, "r_q": LOCALADJ_RATES,
                         "pool_rate": LOCALADJ_POOLS}, _invgc("localadj")),
+    "invgc_projection": (TUNING_GRIDS["projection"], _invgc("localadj")),
+    # the constructor's defaults, untuned (bank sample included)
+    "invgc_default": ({}, _invgc("localadj", DEFAULT_MAX_BANK_SIZE)),
 }

@@ -1,7 +1,7 @@
 """Label-free tuning: grids and the no-rebuild InvGC path."""
 import pytest
 
-from invgc_faiss import tune
+from invgc_faiss import grid_search as tune
 from invgc_faiss.methods import METHODS
 from invgc_faiss.synthetic import make_cone_pairs
 

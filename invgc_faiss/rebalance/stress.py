@@ -5,7 +5,7 @@ Protocol, per setting (a paired split whose weak side is degraded, or a low-reso
 
 1. Each alignment (:data:`invgc_faiss.rebalance.ALIGNMENTS`) is fitted on the reference pairs
    minus the tuning pairs (``split.tune_bank_*``), so the tuning pairs stay unseen.
-2. InvGC on top: LocalAdj tuned label-free (:func:`invgc_faiss.tune.tune_method`) on the aligned
+2. InvGC on top: LocalAdj tuned label-free (:func:`invgc_faiss.grid_search.tune_method`) on the aligned
    tuning pairs over :data:`STRESS_GRID` (a coarser grid than the evaluation's, which costs ~2 min
    per tuning at 2,557 tuning pairs on 2 cores; it holds the evaluation's picks for eng-deu and
    eng-zho), then an :class:`invgc_faiss.InvGCIndex` with that alignment and all reference
@@ -29,7 +29,7 @@ import numpy as np
 from .. import metrics
 from ..datasets import directions
 from ..index import InvGCIndex
-from ..tune import tune_method
+from ..grid_search import tune_method
 from . import ALIGNMENTS
 from .adapter import RebalancingAdapter
 
@@ -82,7 +82,7 @@ def _cross_side(alignment, queries, gallery, banks, tuning, with_invgc):
                                 alignment.transform_gallery(tg), alignment.transform_query(tbq),
                                 alignment.transform_gallery(tbg), param_grid=STRESS_GRID)
     index = InvGCIndex(faiss.IndexFlatIP(queries.shape[1]), gallery_bank=gallery_bank,
-                       query_bank=query_bank, alignment=alignment, **params)
+                       query_bank=query_bank, alignment=alignment, max_bank_size=None, **params)
     index.add(gallery)
     _, I = index.search(queries, 10)
     return I, index, params

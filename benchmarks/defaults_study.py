@@ -1,0 +1,154 @@
+"""The defaults study: which untuned setting may be the constructor default.
+
+For each real pair (eng-deu, eng-zho, eng-swh; both directions) and generated cone data, with the
+test split of :func:`invgc_faiss.datasets.load_bible_split` (1,974 verse pairs, 20,175 reference
+pairs as banks), it measures test R@1/R@5/R@10 of:
+
+* plain faiss;
+* every candidate default, with NO tuning (projection form: query bank only, both banks, gallery
+  bank only; pools 0.05/0.1/0.2; whole banks and banks sampled to 4,096 / 1,024 rows; the paper
+  form at the rates the label-free tuner picked most often, r_g 0.25, r_q 1.5, and at the old
+  default r = 0.3, pool 0.01);
+* ``invgc_faiss.tune`` on the 20,175 reference pairs (both forms, do-no-harm rule), with its time;
+* NNN, the best peer of the earlier evaluation, tuned label-free on the split's tuning pairs.
+
+Rule (issue "Right by default"): pick the candidate whose worst direction loses least to plain,
+then the highest mean gain. Run: ``python benchmarks/defaults_study.py [--out benchmarks/results]``
+(data extra; about 15 minutes on 2 cores once the embeddings are cached).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import faiss
+import numpy as np
+
+import invgc_faiss
+from invgc_faiss import InvGCIndex, metrics
+from invgc_faiss.datasets import directions, load_bible_split
+from invgc_faiss.grid_search import tune_method
+from invgc_faiss.methods import METHODS
+from invgc_faiss.synthetic import make_cone_pairs
+
+CANDIDATES = {
+    # name: (InvGCIndex keyword arguments, which banks are given)
+    "proj q rho1 pool.05": ({"rho_q": 1.0, "pool_rate": 0.05, "max_bank_size": None}, "query"),
+    "proj q rho1 pool.1": ({"rho_q": 1.0, "pool_rate": 0.1, "max_bank_size": None}, "query"),
+    "proj q rho1 pool.2": ({"rho_q": 1.0, "pool_rate": 0.2, "max_bank_size": None}, "query"),
+    "proj q rho1 pool.2 M4096": ({"rho_q": 1.0, "pool_rate": 0.2, "max_bank_size": 4096}, "query"),
+    "proj q rho1 pool.2 M1024": ({"rho_q": 1.0, "pool_rate": 0.2, "max_bank_size": 1024}, "query"),
+    "proj gq rho1 pool.2 M4096": ({"rho_g": 1.0, "rho_q": 1.0, "pool_rate": 0.2,
+                                   "max_bank_size": 4096}, "both"),
+    "proj g rho1 pool.2 M4096": ({"rho_g": 1.0, "pool_rate": 0.2, "max_bank_size": 4096},
+                                 "gallery"),
+    "paper .25/1.5 pool.1": ({"r_g": 0.25, "r_q": 1.5, "pool_rate": 0.1, "max_bank_size": None},
+                             "both"),
+    "paper .25/1.5 pool.2 M4096": ({"r_g": 0.25, "r_q": 1.5, "pool_rate": 0.2,
+                                    "max_bank_size": 4096}, "both"),
+    "paper old .3/.3 pool.01": ({"r_g": 0.3, "r_q": 0.3, "pool_rate": 0.01,
+                                 "max_bank_size": None}, "both"),
+}
+
+
+def recalls(index, queries):
+    _, I = index.search(queries, 10)
+    ranks = metrics.ground_truth_ranks(I, np.arange(queries.shape[0]))
+    return {f"R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in (1, 5, 10)}
+
+
+def evaluate_direction(label, queries, gallery, banks, tuning, log):
+    query_bank, gallery_bank = banks
+    d = queries.shape[1]
+    plain = faiss.IndexFlatIP(d)
+    plain.add(gallery)
+    rows = [{"direction": label, "setting": "plain", **recalls(plain, queries)}]
+    for name, (params, which) in CANDIDATES.items():
+        given = {"query_bank": query_bank if which in ("query", "both") else None,
+                 "gallery_bank": gallery_bank if which in ("gallery", "both") else None}
+        start = time.perf_counter()
+        index = InvGCIndex(faiss.IndexFlatIP(d), **given, **params)
+        index.add(gallery)
+        rows.append({"direction": label, "setting": name, **recalls(index, queries),
+                     "build_s": time.perf_counter() - start})
+        log(f"{label} {name}: R@1 {rows[-1]['R@1']:.1f}")
+    result = invgc_faiss.tune(query_bank, gallery_bank)
+    index = result.index()
+    index.add(gallery)
+    rows.append({"direction": label, "setting": "tuned", **recalls(index, queries),
+                 "tune_s": result.seconds, "params": result.params,
+                 "decision": result.decision, "gain_interval": list(result.gain_interval)})
+    log(f"{label} tuned ({result.seconds:.1f} s): R@1 {rows[-1]['R@1']:.1f}  {result.params}")
+    params, _ = tune_method("nnn", *tuning)
+    peer = METHODS["nnn"][1](params, query_bank, gallery_bank)(d)
+    peer.add(gallery)
+    rows.append({"direction": label, "setting": "NNN (tuned)", **recalls(peer, queries),
+                 "params": params})
+    for row in rows:
+        row["dR@1"] = row["R@1"] - rows[0]["R@1"]
+    return rows
+
+
+def summary(rows):
+    """Per setting: worst and mean dR@1 over the real directions, and mean R@1."""
+    real = [r for r in rows if r["direction"] != "synthetic"]
+    out = []
+    for setting in dict.fromkeys(r["setting"] for r in real):
+        deltas = [r["dR@1"] for r in real if r["setting"] == setting]
+        out.append({"setting": setting, "worst dR@1": min(deltas),
+                    "mean dR@1": float(np.mean(deltas)),
+                    "mean R@1": float(np.mean([r["R@1"] for r in real if r["setting"] == setting]))})
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--langs", nargs="+", default=["deu", "zho", "swh"])
+    args = parser.parse_args()
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    rows = []
+    for lang in args.langs:
+        split = load_bible_split("eng", lang, bank_size=20000, tune_size=2000)
+        for label, queries, gallery, banks, tuning in directions(split, "eng", lang):
+            rows += evaluate_direction(label, queries, gallery, banks, tuning, log)
+    synthetic = make_cone_pairs(2000, 8000, 64, seed=0)
+    label, queries, gallery, banks, tuning = directions(synthetic, "A", "B")[0]
+    rows += evaluate_direction("synthetic", queries, gallery, banks, tuning, log)
+
+    directions_seen = list(dict.fromkeys(r["direction"] for r in rows))
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    lines = ["test R@1 (dR@1 against plain) per direction; tuned = invgc_faiss.tune on the "
+             "reference pairs", ""]
+    lines.append(f"{'setting':<28}" + "".join(f"{d:>16}" for d in directions_seen))
+    for setting in settings:
+        cells = []
+        for d in directions_seen:
+            row = next(r for r in rows if r["direction"] == d and r["setting"] == setting)
+            cells.append(f"{row['R@1']:6.1f} ({row['dR@1']:+5.1f})")
+        lines.append(f"{setting:<28}" + "".join(f"{c:>16}" for c in cells))
+    lines += ["", "over the six real directions:",
+              f"{'setting':<28}{'worst dR@1':>12}{'mean dR@1':>12}{'mean R@1':>10}"]
+    for s in summary(rows):
+        lines.append(f"{s['setting']:<28}{s['worst dR@1']:12.1f}{s['mean dR@1']:12.2f}"
+                     f"{s['mean R@1']:10.1f}")
+    lines += ["", "tuned: time, decision, parameters"]
+    for row in rows:
+        if row["setting"] == "tuned":
+            lines.append(f"{row['direction']:<12} {row['tune_s']:6.1f} s  {row['decision']}  "
+                         f"{json.dumps(row['params'])}")
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "defaults_study.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, "defaults_study.json"), "w") as f:
+        json.dump({"rows": rows, "summary": summary(rows)}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""``invgc_faiss.tune``: one call that tunes InvGC on the user's own paired banks, with a
+do-no-harm rule.
+
+Protocol, for banks whose row ``i`` of ``query_bank`` matches row ``i`` of ``gallery_bank``:
+
+1. A seeded held-out split: ``n_h = holdout`` pairs (a share of the banks, at most
+   ``max_holdout``) become pseudo-queries and pseudo-gallery; the other pairs are the banks.
+2. Every point of each form's grid is scored by the held-out ranks of the pseudo-queries'
+   true partners (``R@1 + R@5 + R@10`` of that one direction), without rebuilding anything
+   (:func:`invgc_faiss.grid_search.invgc_grid_ranks`). The best point overall is the candidate.
+3. The candidate's gain over plain is measured without selection bias by 2-fold cross-fitting:
+   the parameters picked on one half of the pseudo-queries are scored on the other half, and
+   vice versa; the per-query gains ``100 (hit@1 + hit@5 + hit@10)`` are bootstrapped
+   (``n_bootstrap`` resamples) for a 95 % interval of the mean gain.
+4. Do-no-harm: if the interval's lower end is <= 0, the result is the identity (every rate 0:
+   the plain index) and its ``decision`` says so.
+
+The index built from the result (:meth:`TuneResult.index`) uses *all* pairs as banks; the pool is
+a share of the bank and ``max_bank_size`` is the same as while tuning, so the tuned parameters
+carry over.
+
+Unpaired banks have no pairs to score, so ``tune`` refuses them; the constructor defaults are
+the measured choice there.
+"""
+import json
+import time
+
+import faiss
+import numpy as np
+
+from . import grid_search
+from .forms import TUNING_GRIDS as GRIDS
+from .correction import DEFAULT_MAX_BANK_SIZE
+from .index import InvGCIndex
+from .validation import as_float_matrix, as_unit_rows
+
+RECALL_KS = (1, 5, 10)
+
+
+def _hits(ranks):
+    """Per-query ``100 (hit@1 + hit@5 + hit@10)``, float64 (n,): its mean is R@1+R@5+R@10."""
+    return 100.0 * sum((ranks <= k) for k in RECALL_KS).astype(np.float64)
+
+
+def _recalls(ranks):
+    return {f"R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in RECALL_KS}
+
+
+class TuneResult:
+    """What :func:`tune` found: parameters, held-out scores, the gain and the decision.
+
+    Attributes
+    ----------
+    params : dict
+        Keyword arguments of :class:`InvGCIndex` (form, rates, pool_rate, max_bank_size); every
+        rate 0 when the do-no-harm rule chose the identity.
+    rows : list of dict
+        Held-out R@1, R@5, R@10 and their sum for plain, each form at its best, and each peer.
+    gain, gain_interval : float, (float, float)
+        Cross-fitted mean gain in R@1+R@5+R@10 over plain and its bootstrap 95 % interval.
+    decision : str
+        One line: what was chosen and why.
+    seconds : float
+    n_holdout : int
+    """
+
+    def __init__(self, params, rows, gain, gain_interval, decision, seconds, n_holdout, banks):
+        self.params = params
+        self.rows = rows
+        self.gain = gain
+        self.gain_interval = gain_interval
+        self.decision = decision
+        self.seconds = seconds
+        self.n_holdout = n_holdout
+        self._banks = banks
+
+    def index(self, inner=None, **overrides):
+        """An :class:`InvGCIndex` with the tuned parameters and all pairs as banks.
+
+        ``inner``: an empty faiss index, or a factory string (inner-product metric); default
+        ``IndexFlatIP``. ``overrides``: other keyword arguments of :class:`InvGCIndex`."""
+        query_bank, gallery_bank = self._banks
+        d = query_bank.shape[1]
+        if inner is None:
+            inner = faiss.IndexFlatIP(d)
+        elif isinstance(inner, str):
+            inner = faiss.index_factory(d, inner, faiss.METRIC_INNER_PRODUCT)
+        return InvGCIndex(inner, query_bank=query_bank, gallery_bank=gallery_bank,
+                          **{**self.params, **overrides})
+
+    def to_dict(self):
+        return {"params": self.params, "rows": self.rows, "gain": self.gain,
+                "gain_interval": list(self.gain_interval), "decision": self.decision,
+                "seconds": self.seconds, "n_holdout": self.n_holdout}
+
+    def __str__(self):
+        lines = [f"held-out pairs: {self.n_holdout}  (R@K in %, sum = R@1+R@5+R@10, one direction)",
+                 f"{'method':<12} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'sum':>7}  params"]
+        for row in self.rows:
+            lines.append(f"{row['method']:<12} {row['R@1']:6.1f} {row['R@5']:6.1f} "
+                         f"{row['R@10']:6.1f} {row['sum']:7.1f}  {json.dumps(row['params'])}")
+        lo, hi = self.gain_interval
+        lines.append(f"gain over plain (cross-fitted): {self.gain:+.2f} [95% {lo:+.2f}, {hi:+.2f}]")
+        lines.append(self.decision)
+        lines.append(f"chosen: {json.dumps(self.params)}  ({self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _progress_bar(total, enabled):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=total, desc="tuning InvGC", unit="setting")
+    return lambda n, _total: bar.update(n)
+
+
+def tune(query_bank, gallery_bank, *, forms=("projection", "paper"), grid=None, holdout=0.1,
+         max_holdout=2000, seed=0, methods=(), max_bank_size=DEFAULT_MAX_BANK_SIZE,
+         n_bootstrap=2000, normalize_input=False, progress=False):
+    """Tune InvGC on paired reference banks (row i of each matches) and decide whether it helps.
+
+    Parameters
+    ----------
+    query_bank, gallery_bank : array_like of shape (M, d), unit rows, paired
+    forms : tuple of {"projection", "paper"}
+        Forms whose grids are searched.
+    grid : dict, optional
+        ``{form: {parameter: values}}`` replacing the default grids (:data:`GRIDS`) of the forms
+        it names.
+    holdout : float in (0, 1) or int
+        Held-out pairs: a share of ``M`` or a count (at most ``max_holdout``, at least 50).
+    max_holdout : int
+        Bounds the dense held-out scoring (``n_h^2`` per grid point).
+    seed : int
+    methods : tuple of str
+        Peers to tune on the same split for comparison (``"nnn"``, ``"qb_norm"``, ``"csls"``,
+        ``"dbnorm"``): reported in ``rows``, never chosen.
+    max_bank_size : int or None
+        As for :class:`InvGCIndex`; used while tuning and in :meth:`TuneResult.index`.
+    n_bootstrap : int
+    normalize_input : bool
+        Normalize the bank rows first (else they must be unit).
+    progress : bool
+        A tqdm bar over the grid points (if tqdm is installed).
+
+    Returns
+    -------
+    TuneResult
+    """
+    start = time.perf_counter()
+    query_bank = as_unit_rows(as_float_matrix(query_bank, name="query_bank"), name="query_bank",
+                              normalize=normalize_input)
+    gallery_bank = as_unit_rows(as_float_matrix(gallery_bank, query_bank.shape[1],
+                                                name="gallery_bank"),
+                                name="gallery_bank", normalize=normalize_input)
+    if query_bank.shape[0] != gallery_bank.shape[0]:
+        raise ValueError(
+            f"tune needs paired banks (row i of query_bank matches row i of gallery_bank), got "
+            f"{query_bank.shape[0]} and {gallery_bank.shape[0]} rows; without pairs use the "
+            "constructor defaults")
+    unknown = set(forms) - set(GRIDS)
+    if not forms or unknown:
+        raise ValueError(f"forms must be a non-empty subset of {tuple(GRIDS)}, got {forms!r}")
+    m = query_bank.shape[0]
+    n_h = int(round(holdout * m)) if isinstance(holdout, float) else int(holdout)
+    n_h = min(n_h, max_holdout)
+    if n_h < 50 or m - n_h < 50:
+        raise ValueError(f"tune needs at least 50 held-out pairs and 50 bank pairs; {m} pairs "
+                         f"with holdout {holdout!r} give {n_h} and {m - n_h}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(m)
+    held, rest = np.sort(order[:n_h]), np.sort(order[n_h:])
+    queries, gallery = query_bank[held], gallery_bank[held]
+    bank_q, bank_g = query_bank[rest], gallery_bank[rest]
+
+    grids = {form: {**GRIDS[form], **((grid or {}).get(form, {}))} for form in forms}
+    total = sum(len(grid_search.grid(g)) for g in grids.values())
+    bar = _progress_bar(total, progress)
+    candidates = []  # (form, params, ranks)
+    for form, form_grid in grids.items():
+        for params, ranks in grid_search.invgc_grid_ranks(
+                queries, gallery, bank_q, bank_g, form_grid, max_bank_size=max_bank_size,
+                progress=bar):
+            candidates.append((form, params, ranks))
+    plain_ranks = grid_search.diagonal_ranks(queries @ gallery.T)
+    plain_hits = _hits(plain_ranks)
+    hits = np.stack([_hits(ranks) for _, _, ranks in candidates])  # (n_candidates, n_h)
+
+    rows = [{"method": "plain", **_recalls(plain_ranks), "sum": float(plain_hits.mean()),
+             "params": {}}]
+    for form in grids:
+        members = [i for i, c in enumerate(candidates) if c[0] == form]
+        best = members[int(np.argmax(hits[members].mean(axis=1)))]
+        rows.append({"method": form, **_recalls(candidates[best][2]),
+                     "sum": float(hits[best].mean()), "params": candidates[best][1]})
+    for name in methods:
+        params, score = grid_search.tune_method(name, queries, gallery, bank_q, bank_g)
+        rows.append({"method": name, "R@1": float("nan"), "R@5": float("nan"),
+                     "R@10": float("nan"), "sum": float(score), "params": params})
+
+    best = int(np.argmax(hits.mean(axis=1)))
+    gains = _cross_fitted_gains(hits, plain_hits, rng)
+    boot = rng.integers(0, n_h, size=(n_bootstrap, n_h))
+    means = gains[boot].mean(axis=1)
+    interval = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+    form, params, _ = candidates[best]
+    params = {"form": form, **params, "max_bank_size": max_bank_size}
+    if interval[0] <= 0:
+        identity = {name: 0.0 for name in (("r_g", "r_q") if form == "paper" else ("rho_g", "rho_q"))}
+        decision = (f"do-no-harm: the gain's 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}] "
+                    "reaches 0, so the identity (the plain index) is chosen")
+        params = {"form": form, **identity, "max_bank_size": max_bank_size}
+    else:
+        decision = (f"InvGC ({form} form) helps on held-out pairs: gain {gains.mean():+.2f} "
+                    f"R@1+R@5+R@10, 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}]")
+    return TuneResult(params, rows, float(gains.mean()), interval, decision,
+                      time.perf_counter() - start, n_h, (query_bank, gallery_bank))
+
+
+def _cross_fitted_gains(hits, plain_hits, rng):
+    """Per-query gains over plain of the candidate picked on the *other* half of the queries.
+
+    hits : (n_candidates, n) per-query scores; plain_hits : (n,). Returns (n,) float64."""
+    n = plain_hits.size
+    fold = rng.permutation(n) % 2
+    gains = np.empty(n)
+    for f in (0, 1):
+        pick = int(np.argmax(hits[:, fold != f].mean(axis=1)))
+        gains[fold == f] = hits[pick, fold == f] - plain_hits[fold == f]
+    return gains
