@@ -4,11 +4,18 @@
     python benchmarks/bench_scale.py build   [--n 1000000 --bank 100000 --max-bank-size 12500]
     python benchmarks/bench_scale.py dask    [--n 200000 --bank 20000]                 (dask extra)
 
-``banks``: InvGC LocalAdj with rates tuned label-free, on the real benchmark split; for each bank
-search (exact IndexFlatIP, IVF at several nprobe, HNSW at several efSearch) and each bank sample
-(1/2, 1/8, 1/16), the table gives the time to correct 10 copies of the test gallery (19,740 rows,
-so the fixed costs do not dominate), the recall of the bank top-k lists against the exact ones,
-and R@1 of the test queries.
+    python benchmarks/bench_scale.py bigbank [--bank 200000 --pool-rate 0.01]
+
+``banks``: InvGC LocalAdj on the real benchmark split, in both forms (paper: rates tuned
+label-free; projection: the defaults), for each scale knob that changes offsets -- exact
+IndexFlatIP bank search, IVF at several nprobe and "auto", HNSW at several efSearch and "auto",
+bank samples of 8,192 .. 256 rows, float16 rerank offsets -- the table gives the time to correct
+10 copies of the test gallery (19,740 rows, so fixed costs do not dominate) and its speed-up
+over exact, the offsets' mean cosine and norm ratio to the exact ones, whether the library
+warned, and R@1 of the test queries with its change against exact.
+
+``bigbank``: the same columns for exact vs "auto" IVF/HNSW on a generated 200k-row query bank
+(scale data: R@1 is on generated pairs, no quality claim).
 
 ``build``: a generated cone-shaped gallery (scale data, not a quality claim) written to a .npy
 file slice by slice, read back in batches (``read_npy_batches``) and streamed with
@@ -21,19 +28,22 @@ and bank bytes.
 estimate for 100M vectors.
 """
 import argparse
+import json
 import os
 import sys
 import tempfile
 import time
+import warnings
 
 import faiss
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from invgc_faiss import InvGC, InvGCIndex, add_in_batches, metrics  # noqa: E402
+from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex, add_in_batches  # noqa: E402
+from invgc_faiss.bank_search import offset_agreement  # noqa: E402
 from invgc_faiss.streaming import read_npy_batches  # noqa: E402
-from invgc_faiss.synthetic import cone_vectors  # noqa: E402
+from invgc_faiss.synthetic import cone_vectors, make_cone_pairs  # noqa: E402
 
 REPEAT = 10
 
@@ -53,10 +63,96 @@ def reset_peak_rss():
         f.write("5")
 
 
-def topk_recall(exact, approx):
-    """Mean share of each exact top-k list found by the approximate search."""
-    hits = [len(np.intersect1d(e, a[a >= 0])) for e, a in zip(exact, approx)]
-    return float(np.mean(hits)) / exact.shape[1]
+def offset_agreement_to(exact, correction, rows):
+    """Mean cosine and mean norm ratio of ``correction``'s offsets of ``rows`` against the
+    ``exact`` correction's, over the banks both use."""
+    approx_offsets = correction.offsets(rows)[0]
+    exact_offsets = exact.offsets(rows)[0]
+    cosines, ratios = zip(*(offset_agreement(a, e) for a, e in zip(approx_offsets, exact_offsets)))
+    return float(np.mean(cosines)), float(np.mean(ratios))
+
+
+def knob_settings(m, sizes=(8192, 4096, 1024, 256)):
+    nlist = int(4 * np.sqrt(m))
+    ivf = {"gallery_bank_index": f"IVF{nlist},Flat", "query_bank_index": f"IVF{nlist},Flat"}
+    hnsw = {"gallery_bank_index": "HNSW32", "query_bank_index": "HNSW32"}
+    configs = [("exact", {})]
+    configs += [(f"IVF{nlist} nprobe={p}", {**ivf, "bank_search_params": f"nprobe={p}"})
+                for p in (4, 16, 64)]
+    configs += [(f"IVF{nlist} auto", ivf)]
+    configs += [(f"HNSW32 efSearch={e}", {**hnsw, "bank_search_params": f"efSearch={e}"})
+                for e in (64, 256)]
+    configs += [("HNSW32 auto", hnsw)]
+    configs += [(f"sample {size}", {"max_bank_size": size}) for size in sizes if size < m]
+    return configs
+
+
+def measure_knobs(label, params, split, configs, timing_rows, log):
+    """One table block: each knob setting's add time, speed-up, offset agreement, warning and
+    R@1 against the exact setting of the same parameters."""
+    gallery, queries = split.gallery, split.queries
+    rows = []
+    exact = None
+    for name, extra in configs:
+        correction = InvGC(**{"max_bank_size": None, **params, **extra})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            correction.fit(split.bank_gallery, split.bank_queries)
+            correction.correct(timing_rows[:64])  # warm
+            start = time.perf_counter()
+            correction.correct(timing_rows)
+            correct_s = time.perf_counter() - start
+        warned = any(issubclass(w.category, RuntimeWarning) for w in caught)
+        exact = exact or (correction, correct_s)
+        cosine, ratio = offset_agreement_to(exact[0], correction, gallery)
+        index = InvGCIndex(faiss.IndexFlatIP(gallery.shape[1]), correction=correction)
+        index.add(gallery)
+        r1 = recall_at_1(index, queries)
+        rows.append({"form": label, "setting": name, "correct_s": correct_s,
+                     "speed_up": exact[1] / correct_s, "offset_cosine": cosine,
+                     "norm_ratio": ratio, "warned": warned, "R@1": r1,
+                     "search_params": correction.bank_search_params_})
+        log(rows[-1])
+    for row in rows:
+        row["dR@1"] = row["R@1"] - rows[0]["R@1"]
+    return rows
+
+
+def recall_at_1(index, queries):
+    _, I = index.search(queries, 1)
+    return 100.0 * float(np.mean(I[:, 0] == np.arange(queries.shape[0])))
+
+
+def float16_rows(label, params, split):
+    """Rerank mode with float16 against float32 offsets (k * k_factor covers the gallery, so the
+    only difference is the storage)."""
+    rows = []
+    for dtype in ("float32", "float16"):
+        index = InvGCRerankIndex(faiss.IndexFlatIP(split.gallery.shape[1]),
+                                 gallery_bank=split.bank_gallery, query_bank=split.bank_queries,
+                                 offset_dtype=dtype, k_factor=len(split.gallery),
+                                 **{"max_bank_size": None, **params})
+        index.add(split.gallery)
+        offsets = [index.items.columns[f"offsets_{b}"].astype(np.float32)
+                   for b in range(len(index.correction.offsets_))]
+        rows.append((dtype, offsets, recall_at_1(index, split.queries)))
+    (_, exact_offsets, r1_32), (_, half_offsets, r1_16) = rows
+    pairs = [offset_agreement(h, e) for h, e in zip(half_offsets, exact_offsets)
+             if np.isfinite(e).all() and np.abs(e).sum() > 0]
+    return {"form": label, "setting": "rerank float16 offsets", "correct_s": float("nan"),
+            "speed_up": float("nan"), "offset_cosine": float(np.mean([c for c, _ in pairs])),
+            "norm_ratio": float(np.mean([r for _, r in pairs])), "warned": False, "R@1": r1_16,
+            "dR@1": r1_16 - r1_32, "search_params": None}
+
+
+def print_knob_table(rows, header):
+    print(header)
+    print(f"{'form':<11}{'setting':<24}{'add s':>8}{'speed-up':>9}{'off cos':>9}{'norm':>7}"
+          f"{'warn':>6}{'R@1':>7}{'dR@1':>7}  chosen")
+    for r in rows:
+        print(f"{r['form']:<11}{r['setting']:<24}{r['correct_s']:>8.2f}{r['speed_up']:>9.2f}"
+              f"{r['offset_cosine']:>9.4f}{r['norm_ratio']:>7.3f}{'yes' if r['warned'] else 'no':>6}"
+              f"{r['R@1']:>7.2f}{r['dR@1']:>7.2f}  {r['search_params'] or ''}")
 
 
 def run_banks(args):
@@ -65,52 +161,51 @@ def run_banks(args):
 
     split = load_bible_split(args.query_lang, args.gallery_lang, bank_size=args.bank_size,
                              tune_size=args.tune_size)
-    params, _ = tune_method("invgc_localadj", split.tune_queries, split.tune_gallery,
-                            split.tune_bank_queries, split.tune_bank_gallery)
+    paper, _ = tune_method("invgc_localadj", split.tune_queries, split.tune_gallery,
+                           split.tune_bank_queries, split.tune_bank_gallery)
+    forms = [("paper", paper), ("projection", {"rho_q": 1.0, "pool_rate": 0.2})]
+    m = split.bank_gallery.shape[0]
     print(f"data: {split.description}")
-    print(f"tuned label-free: {params}")
+    print(f"paper form tuned label-free: {paper}; projection form at the defaults (rho_q = 1, "
+          f"pool 0.2, query bank only), whole banks unless sampled")
+    print(f"plain faiss R@1 = {recall_at_1(plain_index(split.gallery), split.queries):.2f}; "
+          f"bank M = {m}; add = correcting {REPEAT} copies of the test gallery")
+    timing_rows = np.tile(split.gallery, (REPEAT, 1))
+    rows = []
+    for label, params in forms:
+        rows += measure_knobs(label, params, split, knob_settings(m), timing_rows,
+                              lambda r: print(r, file=sys.stderr, flush=True))
+        rows.append(float16_rows(label, params, split))
+    print_knob_table(rows, "")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+def plain_index(gallery):
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    index.add(gallery)
+    return index
+
+
+def run_big_bank(args):
+    """Speed of "auto" on a large generated bank (scale data: R@1 on generated pairs)."""
+    split = make_cone_pairs(n_test=args.n_test, n_bank=args.bank, d=args.dim, seed=0)
     m = split.bank_gallery.shape[0]
     nlist = int(4 * np.sqrt(m))
-    configs = [("exact", {})]
-    configs += [(f"IVF{nlist} nprobe={p}", {"gallery_bank_index": f"IVF{nlist},Flat",
-                                            "query_bank_index": f"IVF{nlist},Flat",
-                                            "bank_search_params": f"nprobe={p}"})
-                for p in (4, 16, 64)]
-    configs += [(f"HNSW32 efSearch={e}", {"gallery_bank_index": "HNSW32",
-                                          "query_bank_index": "HNSW32",
-                                          "bank_search_params": f"efSearch={e}"})
-                for e in (64, 256)]
-    configs += [(f"sample 1/{f}", {"max_bank_size": m // f}) for f in (2, 8, 16)]
-    gallery = split.gallery
-    timing_rows = np.tile(gallery, (REPEAT, 1))
-    exact_lists = None
-    plain = faiss.IndexFlatIP(gallery.shape[1])
-    plain.add(gallery)
-    plain_r1 = metrics.retrieval_metrics(metrics.ground_truth_ranks(
-        plain.search(split.queries, 10)[1], np.arange(len(gallery))))["R@1"]
-    print(f"plain faiss R@1 = {plain_r1:.2f}; bank M = {m}, k = {max(1, int(params['pool_rate'] * m))}")
-    print(f"{'bank search':<24}{'build s':>9}{'correct s':>11}{'speed-up':>10}{'top-k recall':>14}"
-          f"{'R@1':>8}{'dR@1':>7}")
-    base = None
-    for name, extra in configs:
-        start = time.perf_counter()
-        correction = InvGC(**params, **extra).fit(split.bank_gallery, split.bank_queries)
-        build_s = time.perf_counter() - start
-        correction.correct(timing_rows[:64])  # warm
-        start = time.perf_counter()
-        correction.correct(timing_rows)
-        correct_s = time.perf_counter() - start
-        lists = [off.bank_index.search(gallery, off.k)[1] for off in correction.offsets_]
-        index = InvGCIndex(faiss.IndexFlatIP(gallery.shape[1]), correction=correction)
-        index.add(gallery)
-        r1 = metrics.retrieval_metrics(metrics.ground_truth_ranks(
-            index.search(split.queries, 10)[1], np.arange(len(gallery))))["R@1"]
-        if base is None:
-            base, exact_lists = (correct_s, r1), lists
-        recall = (np.mean([topk_recall(e, a) for e, a in zip(exact_lists, lists)])
-                  if "sample" not in name else float("nan"))
-        print(f"{name:<24}{build_s:>9.2f}{correct_s:>11.2f}{base[0] / correct_s:>10.2f}"
-              f"{recall:>14.3f}{r1:>8.2f}{r1 - base[1]:>7.2f}")
+    params = {"rho_q": 1.0, "pool_rate": args.pool_rate, "max_bank_size": None}
+    configs = [("exact", {}), (f"IVF{nlist} auto", {"query_bank_index": f"IVF{nlist},Flat"}),
+               ("HNSW32 auto", {"query_bank_index": "HNSW32"})]
+    print(f"data: {split.description}")
+    print(f"projection form rho_q = 1, pool {args.pool_rate} (k = {int(args.pool_rate * m)}), "
+          f"query bank only; add = correcting the {args.n_test} test gallery rows")
+    timing_rows = split.gallery
+    rows = measure_knobs("projection", params, split, configs, timing_rows,
+                         lambda r: print(r, file=sys.stderr, flush=True))
+    print_knob_table(rows, "")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 def cone_scale_data(folder, n, n_bank, n_train, d=384):
@@ -206,6 +301,13 @@ def main():
     banks.add_argument("--gallery-lang", default="deu")
     banks.add_argument("--bank-size", type=int, default=20000)
     banks.add_argument("--tune-size", type=int, default=2000)
+    banks.add_argument("--json", help="save the rows as JSON")
+    big = sub.add_parser("bigbank")
+    big.add_argument("--bank", type=int, default=200_000)
+    big.add_argument("--n-test", type=int, default=5000)
+    big.add_argument("--dim", type=int, default=384)
+    big.add_argument("--pool-rate", type=float, default=0.01)
+    big.add_argument("--json", help="save the rows as JSON")
     build = sub.add_parser("build")
     build.add_argument("--n", type=int, default=1_000_000)
     build.add_argument("--bank", type=int, default=100_000)
@@ -225,7 +327,8 @@ def main():
     dask.add_argument("--chunk-size", type=int, default=20_000)
     dask.add_argument("--tmp", default=None)
     args = parser.parse_args()
-    {"banks": run_banks, "build": run_build, "dask": run_dask}[args.command](args)
+    {"banks": run_banks, "bigbank": run_big_bank, "build": run_build,
+     "dask": run_dask}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ import warnings
 import numpy as np
 
 from . import forms, kernels
-from .bank_search import AUTO_SAMPLE, apply_search_params, build_bank_index, calibrate
+from .bank_search import (AUTO_SAMPLE, accuracy_knob, apply_search_params, build_bank_index,
+                          calibrate, offset_agreement)
 from .validation import as_float_matrix, as_unit_rows, check_pool_rate, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ DEFAULT_POOL_RATE = 0.2
 DEFAULT_MAX_BANK_SIZE = 4096
 #: Share of a batch's rows allowed to get fewer than k bank neighbours before a warning
 SHORT_WARN_FRACTION = 0.01
+#: A bank sample or approximate bank search whose offsets agree less than this with exact
+#: search (on probe rows, at fit time) is accepted with a warning (thresholds: README, scale)
+WARN_MIN_COSINE = 0.995
+WARN_MAX_NORM_ERROR = 0.02
+#: Most neighbour entries (probes x k) the fit-time check may ask of an exact bank search
+REFERENCE_BUDGET = 1 << 22
 
 
 def pool_size(pool_rate, bank_size):
@@ -164,6 +171,8 @@ class InvGC:
     rates_ : ndarray of shape (n_banks,), float64, the rates in use (``r`` or ``rho``)
     bank_search_params_ : str, dict or None, the bank search settings in force
     calibration_ : dict, per calibrated bank: the knob value, offset cosine and norm error
+    agreement_ : dict, per bank with a sample or an approximate search: mean cosine and norm
+        error of its offsets against exact search in the whole bank, on probe rows
     bank_names_ : list of str, ``"gallery"`` and/or ``"query"``
     d_ : int
     gallery_mean_ : ndarray of shape (d,), float64 (full variant only; None for LocalAdj)
@@ -222,13 +231,14 @@ class InvGC:
         if gallery_bank is None and query_bank is None:
             raise ValueError("InvGC needs at least one reference bank (gallery_bank or query_bank)")
         given = {"gallery": (self.r_g, self.rho_g), "query": (self.r_q, self.rho_q)}
-        banks, names, rates, specs = [], [], [], []
+        banks, full_banks, names, rates, specs = [], [], [], [], []
         for name, bank, spec in (("gallery", gallery_bank, self.gallery_bank_index),
                                  ("query", query_bank, self.query_bank_index)):
             if bank is None:
                 continue
             bank = as_float_matrix(bank, d, name=f"{name}_bank")
             bank = as_unit_rows(bank, name=f"{name}_bank", normalize=self.normalize_input)
+            full_banks.append(bank)
             if self.max_bank_size is not None and bank.shape[0] > self.max_bank_size:
                 rng = np.random.default_rng(self.bank_seed)
                 keep = np.sort(rng.choice(bank.shape[0], self.max_bank_size, replace=False))
@@ -242,9 +252,12 @@ class InvGC:
             specs.append(spec)
         self.bank_search_params_ = None
         self.calibration_ = {}
+        self.agreement_ = {}
         if self.variant == "localadj":
             offsets = [LocalAdjOffset(b, self.pool_rate, s) for b, s in zip(banks, specs)]
-            self._set_bank_search_params(offsets, names, banks[0])
+            probes = self._probes(full_banks[0])
+            self._set_bank_search_params(offsets, names, probes)
+            self._check_agreement(offsets, names, full_banks, probes)
         else:
             offsets = [FullOffset(b) for b in banks]
         self.offsets_ = offsets
@@ -259,11 +272,50 @@ class InvGC:
                     self.form, names, [b.shape[0] for b in banks], rates)
         return self
 
-    def _set_bank_search_params(self, offsets, names, probe_bank):
+    def _probes(self, bank):
+        """A seeded sample of ``AUTO_SAMPLE`` rows of the first full bank (the gallery bank when
+        given: rows like the gallery's), on which bank-search and sampling knobs are checked."""
+        rng = np.random.default_rng(self.bank_seed)
+        rows = np.sort(rng.choice(bank.shape[0], min(AUTO_SAMPLE, bank.shape[0]), replace=False))
+        return np.ascontiguousarray(bank[rows])
+
+    def _check_agreement(self, offsets, names, full_banks, probes):
+        """Offsets of the probes through each bank's knobs (a bank sample, an approximate bank
+        search) against exact search in the whole bank. The figures are kept in ``agreement_``;
+        below :data:`WARN_MIN_COSINE` or above :data:`WARN_MAX_NORM_ERROR` a warning names the
+        knob. Skipped (logged) when the whole bank's top-k of the probes would be too large."""
+        for name, off, full in zip(names, offsets, full_banks):
+            knob = accuracy_knob(off.bank_index)
+            sampled = off.bank.shape[0] < full.shape[0]
+            if not sampled and knob is None:
+                continue
+            exact = LocalAdjOffset(full, self.pool_rate)
+            n_probes = min(probes.shape[0], REFERENCE_BUDGET // exact.k)
+            if n_probes < 16:
+                logger.info("%s bank: offsets of the knobs not checked (k = %d of the whole bank "
+                            "is too large for the check)", name, exact.k)
+                continue
+            sample = probes[:n_probes]
+            cosine, ratio = offset_agreement(
+                off.offsets_from_search(*off.bank_index.search(sample, off.k)),
+                exact.offsets_from_search(*exact.bank_index.search(sample, exact.k)))
+            report = {"cosine": float(cosine.mean()), "norm_error": float(np.abs(ratio - 1).mean())}
+            self.agreement_[name] = report
+            if report["cosine"] < WARN_MIN_COSINE or report["norm_error"] > WARN_MAX_NORM_ERROR:
+                knobs = ([f"max_bank_size ({off.bank.shape[0]} of {full.shape[0]} rows kept)"]
+                         if sampled else []) + ([f"{knob} (bank_search_params)"] if knob else [])
+                message = (f"the {name} bank's offsets drift from exact search (mean cosine "
+                           f"{report['cosine']:.4f}, norm error {100 * report['norm_error']:.1f}% "
+                           f"on {n_probes} bank rows): results may lose accuracy; raise "
+                           f"{' or '.join(knobs)}")
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                logger.warning(message)
+
+    def _set_bank_search_params(self, offsets, names, probes):
         """Apply ``bank_search_params``: a string to every bank index, a dict per bank, or
         ``"auto"`` (the default for approximate bank indexes) -- calibrated per bank against
-        exact search on a seeded sample of ``probe_bank`` rows (the gallery bank if given: rows
-        like the gallery's). The settings in force are kept in ``bank_search_params_``."""
+        exact search (in the bank as used) on the probe rows. The settings in force are kept in
+        ``bank_search_params_``."""
         spec = self.bank_search_params
         if isinstance(spec, str) and spec != "auto":
             apply_search_params([off.bank_index for off in offsets], spec)
@@ -282,10 +334,6 @@ class InvGC:
         if spec is not None:
             raise TypeError(f"bank_search_params must be None, 'auto', a string or a dict per "
                             f"bank, got {type(spec).__name__}")
-        rng = np.random.default_rng(self.bank_seed)
-        probes = probe_bank[np.sort(rng.choice(probe_bank.shape[0],
-                                               min(AUTO_SAMPLE, probe_bank.shape[0]),
-                                               replace=False))]
         chosen = {}
         for name, off in zip(names, offsets):
             setting, report = calibrate(off.bank_index, off.bank, off.k, probes,

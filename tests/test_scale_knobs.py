@@ -6,7 +6,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import dense_reference as ref
 import invgc_faiss
-from invgc_faiss import InvGCIndex
+from invgc_faiss import InvGC, InvGCIndex
 from invgc_faiss.streaming import add_in_batches
 
 
@@ -193,3 +193,18 @@ def test_auto_calibrates_approximate_banks_and_the_file_keeps_it(tmp_path):
     loaded.add(xb[:50])
     auto.add(xb[:50])
     assert_array_equal(loaded.index.reconstruct_n(0, 450), auto.index.reconstruct_n(0, 450))
+
+
+def test_a_small_bank_sample_is_checked_against_the_whole_bank():
+    from conftest import cone
+    rng = np.random.default_rng(4)
+    bank = cone(rng, 4000, 32, 0.3)
+    with pytest.warns(RuntimeWarning, match=r"raise max_bank_size \(40 of 4000 rows kept\)"):
+        small = InvGC(rho_q=1.0, pool_rate=0.2, max_bank_size=40).fit(query_bank=bank)
+    assert small.agreement_["query"]["cosine"] < 0.995
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        large = InvGC(rho_q=1.0, pool_rate=0.2, max_bank_size=2000).fit(query_bank=bank)
+    assert large.agreement_["query"]["cosine"] >= 0.995
+    assert InvGC(rho_q=1.0, max_bank_size=None).fit(query_bank=bank).agreement_ == {}
