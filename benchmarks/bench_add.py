@@ -121,7 +121,7 @@ def run_job(name, cfg, out_path):
     x, bank_g, bank_q = make_data(n, m, cfg["d"])
     k = pool_size(cfg["pool_rate"], m)
     params = dict(gallery_bank=bank_g, query_bank=bank_q, r_g=0.3, r_q=0.6,
-                  pool_rate=cfg["pool_rate"])
+                  pool_rate=cfg["pool_rate"], max_bank_size=None)
     # warm the Numba kernels (cached on disk after the first run) outside the timing
     tiny = np.eye(4, dtype=np.float32)
     kernels.weighted_neighbour_mean(tiny, tiny[:, :1], np.zeros((4, 1), np.int64), tiny.copy(),

@@ -27,7 +27,7 @@ VARIANTS = {
     "rebalance linear": dict(),
     "rebalance lowrank r=64": dict(kind="lowrank", rank=64),
 }
-INVGC = dict(r_g=0.5, r_q=1.5, pool_rate=0.05)
+INVGC = dict(r_g=0.5, r_q=1.5, pool_rate=0.05, max_bank_size=None)
 REPEATS = 5
 SEARCH_REPEATS = 30
 

@@ -50,7 +50,8 @@ def main():
                              tune_size=args.tune_size)
     params, _ = tune_method("invgc_localadj", split.tune_queries, split.tune_gallery,
                             split.tune_bank_queries, split.tune_bank_gallery)
-    banks = {"gallery_bank": split.bank_gallery, "query_bank": split.bank_queries, **params}
+    banks = {"gallery_bank": split.bank_gallery, "query_bank": split.bank_queries,
+             "max_bank_size": None, **params}
     d = split.gallery.shape[1]
     plain = faiss.IndexFlatIP(d)
     plain.add(split.gallery)

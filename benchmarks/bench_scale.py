@@ -232,7 +232,7 @@ def run_build(args):
         rss_start = status_mib("VmRSS")
         inner = faiss.index_factory(d, args.inner, faiss.METRIC_INNER_PRODUCT)
         start = time.perf_counter()
-        index = InvGCIndex(inner, gallery_bank=banks[0], query_bank=banks[1],
+        index = InvGCIndex(inner, gallery_bank=banks[0], query_bank=banks[1], r_g=0.3, r_q=0.3,
                            pool_rate=args.pool_rate, max_bank_size=args.max_bank_size,
                            gallery_bank_index=args.bank_index, query_bank_index=args.bank_index,
                            bank_search_params=args.bank_search_params)
@@ -267,8 +267,8 @@ def run_dask(args):
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                               dashboard_address=None) as cluster, Client(cluster) as client:
                 index = InvGCIndex(faiss.index_factory(d, args.inner, faiss.METRIC_INNER_PRODUCT),
-                                   gallery_bank=banks[0], query_bank=banks[1],
-                                   pool_rate=args.pool_rate)
+                                   gallery_bank=banks[0], query_bank=banks[1], r_g=0.3,
+                                   r_q=0.3, pool_rate=args.pool_rate, max_bank_size=None)
                 index.train(train)
                 start = time.perf_counter()
                 build_distributed(client, index, path, chunk_size=args.chunk_size)

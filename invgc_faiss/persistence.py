@@ -148,7 +148,8 @@ def read_index(path):
     names = header["bank_names"]
     bank_indexes = {f"{name}_bank_index": faiss.deserialize_index(arrays[f"bank_index_{name}"])
                     for name in names if f"bank_index_{name}" in arrays}
-    correction = InvGC(**header["params"], **bank_indexes)
+    # files from before bank sampling had a default: whole banks
+    correction = InvGC(**{"max_bank_size": None, **header["params"]}, **bank_indexes)
     correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names})
     if "gallery_mean" in arrays:
         correction.fit_gallery_mean(arrays["gallery_mean"])
