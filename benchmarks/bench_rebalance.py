@@ -18,8 +18,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from invgc_faiss import InvGCIndex, metrics  # noqa: E402
-from invgc_faiss.datasets import load_bible_split  # noqa: E402
+from invgc_faiss import InvGCIndex  # noqa: E402
+from invgc_faiss.lab import metrics  # noqa: E402
+from invgc_faiss.lab.datasets import load_bible_split  # noqa: E402
 from invgc_faiss.rebalance import RebalancingAdapter  # noqa: E402
 
 VARIANTS = {

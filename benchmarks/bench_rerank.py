@@ -18,9 +18,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from invgc_faiss import InvGCIndex, InvGCRerankIndex, metrics  # noqa: E402
-from invgc_faiss.datasets import load_bible_split  # noqa: E402
-from invgc_faiss.grid_search import tune_method  # noqa: E402
+from invgc_faiss import InvGCIndex, InvGCRerankIndex  # noqa: E402
+from invgc_faiss.lab import metrics  # noqa: E402
+from invgc_faiss.lab.datasets import load_bible_split  # noqa: E402
+from invgc_faiss.lab.grid_search import tune_method  # noqa: E402
 
 K = 10
 K_FACTORS = (1, 2, 4, 8, 16)

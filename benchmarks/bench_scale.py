@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex, add_in_batches  # noqa: E402
 from invgc_faiss.bank_search import offset_agreement  # noqa: E402
 from invgc_faiss.streaming import read_npy_batches  # noqa: E402
-from invgc_faiss.synthetic import cone_vectors, make_cone_pairs  # noqa: E402
+from invgc_faiss.lab.synthetic import cone_vectors, make_cone_pairs  # noqa: E402
 
 REPEAT = 10
 
@@ -156,8 +156,8 @@ def print_knob_table(rows, header):
 
 
 def run_banks(args):
-    from invgc_faiss.datasets import load_bible_split
-    from invgc_faiss.grid_search import tune_method
+    from invgc_faiss.lab.datasets import load_bible_split
+    from invgc_faiss.lab.grid_search import tune_method
 
     split = load_bible_split(args.query_lang, args.gallery_lang, bank_size=args.bank_size,
                              tune_size=args.tune_size)

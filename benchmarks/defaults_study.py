@@ -1,7 +1,7 @@
 """The defaults study: which untuned setting may be the constructor default.
 
 For each real pair (eng-deu, eng-zho, eng-swh; both directions) and generated cone data, with the
-test split of :func:`invgc_faiss.datasets.load_bible_split` (1,974 verse pairs, 20,175 reference
+test split of :func:`invgc_faiss.lab.datasets.load_bible_split` (1,974 verse pairs, 20,175 reference
 pairs as banks), it measures test R@1/R@5/R@10 of:
 
 * plain faiss;
@@ -26,11 +26,12 @@ import faiss
 import numpy as np
 
 import invgc_faiss
-from invgc_faiss import InvGCIndex, metrics
-from invgc_faiss.datasets import directions, load_bible_split
-from invgc_faiss.grid_search import tune_method
-from invgc_faiss.methods import METHODS
-from invgc_faiss.synthetic import make_cone_pairs
+from invgc_faiss import InvGCIndex
+from invgc_faiss.lab import metrics
+from invgc_faiss.lab.datasets import directions, load_bible_split
+from invgc_faiss.lab.grid_search import tune_method
+from invgc_faiss.lab.methods import METHODS
+from invgc_faiss.lab.synthetic import make_cone_pairs
 
 CANDIDATES = {
     # name: (InvGCIndex keyword arguments, which banks are given)

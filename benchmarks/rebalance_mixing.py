@@ -13,12 +13,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from invgc_faiss.cli import REBALANCE_COLUMNS  # noqa: E402
-from invgc_faiss.datasets import load_bible_split, verse_texts  # noqa: E402
-from invgc_faiss.evaluation import format_table  # noqa: E402
+from invgc_faiss.lab.cli import REBALANCE_COLUMNS  # noqa: E402
+from invgc_faiss.lab.datasets import load_bible_split, verse_texts  # noqa: E402
+from invgc_faiss.lab.evaluation import format_table  # noqa: E402
 from invgc_faiss.rebalance import ALIGNMENTS, RebalancingAdapter  # noqa: E402
-from invgc_faiss.rebalance.stress import degraded_split, evaluate_setting  # noqa: E402
-from invgc_faiss.rouge import rouge_l_matrix  # noqa: E402
+from invgc_faiss.lab.stress import degraded_split, evaluate_setting  # noqa: E402
+from invgc_faiss.lab.rouge import rouge_l_matrix  # noqa: E402
 
 
 def fixed(lam):

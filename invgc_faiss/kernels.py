@@ -1,4 +1,4 @@
-"""Numba kernels: the InvGC correction, rerank scoring, and ROUGE-L's longest common subsequence.
+"""Numba kernels of the InvGC correction and of rerank scoring.
 
 Kernels trust their inputs (float32 C-contiguous, shapes as documented, validated by the caller)
 and write into preallocated outputs. ``parallel=True`` with ``prange`` on the outer row loop only;
@@ -141,46 +141,3 @@ def candidate_dots_half(queries, positions, bits, half_table, out):
                 for c in range(d):
                     acc += q[c] * half_table[row[c]]
             out[i, j] = acc
-
-
-@njit(parallel=True, cache=True)
-def pairwise_rouge_l(tokens, starts, out):
-    """ROUGE-L F1 between every pair of token sequences.
-
-    Sequence ``i`` is ``tokens[starts[i]:starts[i + 1]]``. With ``l = LCS(a, b)`` (longest common
-    subsequence, dynamic programming over one rolling row)::
-
-        out[i, j] = 2 l / (len(a) + len(b))        (0 when both are empty)
-
-    which is ``2PR / (P + R)`` for ``P = l / len(a)``, ``R = l / len(b)``: symmetric, 1 on the
-    diagonal of non-empty sequences.
-
-    Parameters
-    ----------
-    tokens : ndarray of shape (total,), int32, token ids
-    starts : ndarray of shape (n + 1,), int64, offsets into ``tokens``
-    out : ndarray of shape (n, n), float32, output
-    """
-    n = starts.shape[0] - 1
-    longest = 0
-    for i in range(n):
-        longest = max(longest, starts[i + 1] - starts[i])
-    for i in prange(n):
-        a = tokens[starts[i]:starts[i + 1]]
-        row = np.zeros(longest + 1, dtype=np.int32)
-        for j in range(i, n):
-            b = tokens[starts[j]:starts[j + 1]]
-            row[:b.shape[0] + 1] = 0
-            for x in range(a.shape[0]):
-                diagonal = 0
-                for y in range(b.shape[0]):
-                    above = row[y + 1]
-                    if a[x] == b[y]:
-                        row[y + 1] = diagonal + 1
-                    elif row[y] > above:
-                        row[y + 1] = row[y]
-                    diagonal = above
-            total = a.shape[0] + b.shape[0]
-            score = 2.0 * row[b.shape[0]] / total if total > 0 else 0.0
-            out[i, j] = score
-            out[j, i] = score

@@ -7,7 +7,7 @@ Protocol, for banks whose row ``i`` of ``query_bank`` matches row ``i`` of ``gal
    ``max_holdout``) become pseudo-queries and pseudo-gallery; the other pairs are the banks.
 2. Every point of each form's grid is scored by the held-out ranks of the pseudo-queries'
    true partners (``R@1 + R@5 + R@10`` of that one direction), without rebuilding anything
-   (:func:`invgc_faiss.grid_search.invgc_grid_ranks`). The best point overall is the candidate.
+   (:func:`invgc_faiss.heldout.invgc_grid_ranks`). The best point overall is the candidate.
 3. The candidate's gain over plain is measured without selection bias by 2-fold cross-fitting:
    the parameters picked on one half of the pseudo-queries are scored on the other half, and
    vice versa; the per-query gains ``100 (hit@1 + hit@5 + hit@10)`` are bootstrapped
@@ -28,7 +28,7 @@ import time
 import faiss
 import numpy as np
 
-from . import grid_search
+from . import heldout
 from .forms import TUNING_GRIDS as GRIDS
 from .correction import DEFAULT_MAX_BANK_SIZE
 from .index import InvGCIndex
@@ -179,15 +179,15 @@ def tune(query_bank, gallery_bank, *, forms=("projection", "paper"), grid=None, 
     bank_q, bank_g = query_bank[rest], gallery_bank[rest]
 
     grids = {form: {**GRIDS[form], **((grid or {}).get(form, {}))} for form in forms}
-    total = sum(len(grid_search.grid(g)) for g in grids.values())
+    total = sum(len(heldout.grid(g)) for g in grids.values())
     bar = _progress_bar(total, progress)
     candidates = []  # (form, params, ranks)
     for form, form_grid in grids.items():
-        for params, ranks in grid_search.invgc_grid_ranks(
+        for params, ranks in heldout.invgc_grid_ranks(
                 queries, gallery, bank_q, bank_g, form_grid, max_bank_size=max_bank_size,
                 progress=bar):
             candidates.append((form, params, ranks))
-    plain_ranks = grid_search.diagonal_ranks(queries @ gallery.T)
+    plain_ranks = heldout.diagonal_ranks(queries @ gallery.T)
     plain_hits = _hits(plain_ranks)
     hits = np.stack([_hits(ranks) for _, _, ranks in candidates])  # (n_candidates, n_h)
 
@@ -198,8 +198,10 @@ def tune(query_bank, gallery_bank, *, forms=("projection", "paper"), grid=None, 
         best = members[int(np.argmax(hits[members].mean(axis=1)))]
         rows.append({"method": form, **_recalls(candidates[best][2]),
                      "sum": float(hits[best].mean()), "params": candidates[best][1]})
+    if methods:  # the peers live in the evaluation lab, imported only when asked for
+        from .lab.grid_search import tune_method
     for name in methods:
-        params, score = grid_search.tune_method(name, queries, gallery, bank_q, bank_g)
+        params, score = tune_method(name, queries, gallery, bank_q, bank_g)
         rows.append({"method": name, "R@1": float("nan"), "R@5": float("nan"),
                      "R@10": float("nan"), "sum": float(score), "params": params})
 

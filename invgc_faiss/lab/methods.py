@@ -1,15 +1,15 @@
 """The methods the evaluation compares, each with its hyper-parameter grid.
 
 A method is ``(grid, make)``: ``grid`` maps parameter names to candidate values (tuned label-free
-by :mod:`invgc_faiss.grid_search`), ``make(params, query_bank, gallery_bank)`` returns ``build(d)``, a
+by :mod:`invgc_faiss.lab.grid_search`), ``make(params, query_bank, gallery_bank)`` returns ``build(d)``, a
 callable that returns an empty index-like object with ``add`` and ``search``.
 """
 import faiss
 
 from . import baselines
-from .correction import DEFAULT_MAX_BANK_SIZE
-from .index import InvGCIndex
-from .forms import TUNING_GRIDS
+from ..correction import DEFAULT_MAX_BANK_SIZE
+from ..forms import TUNING_GRIDS
+from ..index import InvGCIndex
 
 #: LocalAdj rates reach 3 and pools 0.2 (SCIENCE.md section 5: the tuner often picks large ones)
 LOCALADJ_RATES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)

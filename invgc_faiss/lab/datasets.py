@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .atomic import write_atomically
+from ..atomic import write_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from . import metrics
-from .index import InvGCIndex
+from ..index import InvGCIndex
 
 HUBNESS_K = 10
 

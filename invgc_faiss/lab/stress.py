@@ -5,7 +5,7 @@ Protocol, per setting (a paired split whose weak side is degraded, or a low-reso
 
 1. Each alignment (:data:`invgc_faiss.rebalance.ALIGNMENTS`) is fitted on the reference pairs
    minus the tuning pairs (``split.tune_bank_*``), so the tuning pairs stay unseen.
-2. InvGC on top: LocalAdj tuned label-free (:func:`invgc_faiss.grid_search.tune_method`) on the aligned
+2. InvGC on top: LocalAdj tuned label-free (:func:`invgc_faiss.lab.grid_search.tune_method`) on the aligned
    tuning pairs over :data:`STRESS_GRID` (a coarser grid than the evaluation's, which costs ~2 min
    per tuning at 2,557 tuning pairs on 2 cores; it holds the evaluation's picks for eng-deu and
    eng-zho), then an :class:`invgc_faiss.InvGCIndex` with that alignment and all reference
@@ -26,12 +26,11 @@ import logging
 import faiss
 import numpy as np
 
-from .. import metrics
-from ..datasets import directions
 from ..index import InvGCIndex
-from ..grid_search import tune_method
-from . import ALIGNMENTS
-from .adapter import RebalancingAdapter
+from ..rebalance import ALIGNMENTS, RebalancingAdapter
+from . import metrics
+from .datasets import directions
+from .grid_search import tune_method
 
 logger = logging.getLogger(__name__)
 

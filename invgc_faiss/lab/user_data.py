@@ -12,7 +12,7 @@ final banks -- the protocol of the real-data evaluation.
 import numpy as np
 
 from .datasets import PairedSplit
-from .validation import as_float_matrix, as_unit_rows
+from ..validation import as_float_matrix, as_unit_rows
 
 
 def load_embeddings(path, d=None, *, normalize=False):

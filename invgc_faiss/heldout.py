@@ -1,0 +1,76 @@
+"""Held-out ground-truth ranks of InvGC parameter grids, scored without rebuilding anything.
+
+InvGC is searched the way rerank mode (:mod:`invgc_faiss.rerank`) changes rates at search time:
+the offsets and per-item scalars depend only on ``pool_rate``, so for each pool they are computed
+once, and every rate pair rescales the same raw score matrices ``Q X^T`` (n, n) and ``Q O_b^T``
+with :func:`invgc_faiss.rerank.corrected_scores`. Memory is O(n^2) for n held-out pairs.
+"""
+import itertools
+
+import numpy as np
+
+from . import forms
+from .correction import InvGC
+from .rerank import corrected_scores, rerank_scalars
+
+
+def grid(param_grid):
+    """All parameter dicts of a grid ``{name: values}`` (one empty dict for an empty grid)."""
+    names = list(param_grid)
+    return [dict(zip(names, values)) for values in itertools.product(*param_grid.values())]
+
+
+def diagonal_ranks(scores):
+    """Rank of each row's diagonal entry in a dense score matrix (n, n): 1 + the number of items
+    scoring above it (ties counted in the item's favour), int64 (n,)."""
+    return 1 + (scores > np.diag(scores)[:, None]).sum(axis=1)
+
+
+def invgc_grid_ranks(queries, gallery, query_bank, gallery_bank, param_grid, *, variant="localadj",
+                     max_bank_size=None, progress=None):
+    """Held-out ground-truth ranks of every InvGC parameter set in a grid, without rebuilding.
+
+    The grid names its form by its rate names: ``r_g, r_q`` (paper) or ``rho_g, rho_q``
+    (projection, :mod:`invgc_faiss.forms`); ``pool_rate`` (LocalAdj) is optional. A rate list
+    missing from the grid is ``(0,)``; a bank passed as None is not used.
+
+    Parameters
+    ----------
+    queries, gallery : ndarray (n, d) float32, held-out pairs, row i matches row i
+    query_bank, gallery_bank : ndarray (m, d) float32 or None
+    param_grid : dict
+    variant : {"localadj", "full"}
+    max_bank_size : int or None, as for :class:`~invgc_faiss.correction.InvGC`
+    progress : callable(n_done_increment, total), optional
+
+    Yields
+    ------
+    params : dict (the rates of the banks given, whose names select the form; pool_rate for
+        LocalAdj): keyword arguments of :class:`~invgc_faiss.InvGCIndex`
+    ranks : ndarray (n,) int64
+    """
+    form = "projection" if ("rho_g" in param_grid or "rho_q" in param_grid) else "paper"
+    g_name, q_name = forms.RATE_NAMES[form]
+    names = [(name, bank) for name, bank in ((g_name, gallery_bank), (q_name, query_bank))
+             if bank is not None]
+    pools = param_grid.get("pool_rate", (0.01,)) if variant == "localadj" else (None,)
+    rate_lists = [param_grid.get(name, (0.0,)) for name, _ in names]
+    total = len(pools) * int(np.prod([len(r) for r in rate_lists]))
+    raw = queries @ gallery.T
+    for pool_rate in pools:
+        pool = {} if pool_rate is None else {"pool_rate": pool_rate}
+        correction = InvGC(variant=variant, max_bank_size=max_bank_size, **pool).fit(
+            gallery_bank, query_bank)
+        if variant == "full":
+            correction.fit_gallery_mean(gallery.mean(axis=0, dtype=np.float64))
+        offsets, _ = correction.offsets(gallery)
+        scalars = rerank_scalars(gallery, offsets)[None]
+        offset_scores = np.stack([queries @ o.T for o in offsets])
+        for rates in itertools.product(*rate_lists):
+            ranks = diagonal_ranks(corrected_scores(raw, offset_scores, scalars, rates, form))
+            params = {name: rate for (name, _), rate in zip(names, rates)}
+            if variant == "localadj":
+                params["pool_rate"] = pool_rate
+            yield params, ranks
+            if progress is not None:
+                progress(1, total)
