@@ -125,8 +125,8 @@ def run_job(name, cfg, out_path):
     # warm the Numba kernels (cached on disk after the first run) outside the timing
     tiny = np.eye(4, dtype=np.float32)
     kernels.weighted_neighbour_mean(tiny, tiny[:, :1], np.zeros((4, 1), np.int64), tiny.copy(),
-                                    np.empty(4, np.float32))
-    kernels.subtract_normalize_combine(tiny, tiny[None].copy(), np.ones(1), tiny.copy())
+                                    np.empty(4, np.float32), np.empty(4, np.int64))
+    kernels.subtract_normalize_combine(tiny, tiny[None].copy(), np.ones((1, 4)), tiny.copy())
     setup = None
     if name in ("floor", "localadj_add"):
         setup = [faiss.IndexFlatIP(cfg["d"]) for _ in range(2)]

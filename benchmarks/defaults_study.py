@@ -10,7 +10,9 @@ pairs as banks), it measures test R@1/R@5/R@10 of:
   form at the rates the label-free tuner picked most often, r_g 0.25, r_q 1.5, and at the old
   default r = 0.3, pool 0.01);
 * ``invgc_faiss.tune`` on the 20,175 reference pairs (both forms, do-no-harm rule), with its time;
-* NNN, the best peer of the earlier evaluation, tuned label-free on the split's tuning pairs.
+* NNN, the best peer of the earlier evaluation, tuned label-free on the split's tuning pairs;
+* for unpaired banks: whether the grid point of least k-skewness (top-10 occurrences of held-out
+  bank rows) tracks the point of best held-out R@1.
 
 Rule (issue "Right by default"): pick the candidate whose worst direction loses least to plain,
 then the highest mean gain. Run: ``python benchmarks/defaults_study.py [--out benchmarks/results]``
@@ -27,6 +29,9 @@ import numpy as np
 
 import invgc_faiss
 from invgc_faiss import InvGCIndex
+from invgc_faiss.correction import DEFAULT_MAX_BANK_SIZE
+from invgc_faiss.forms import TUNING_GRIDS
+from invgc_faiss.heldout import diagonal_ranks, invgc_grid_scores
 from invgc_faiss.lab import metrics
 from invgc_faiss.lab.datasets import directions, load_bible_split
 from invgc_faiss.lab.grid_search import tune_method
@@ -91,6 +96,36 @@ def evaluate_direction(label, queries, gallery, banks, tuning, log):
     return rows
 
 
+def label_free_statistic(query_bank, gallery_bank, holdout=2000, seed=0):
+    """Does k-skewness track R@1? Over both forms' tuning grids, on held-out bank rows used as
+    unlabelled queries and gallery, compare the point of least k-skewness of the top-10
+    occurrences with the point of best held-out R@1 (computed from the pairs, for judging only).
+
+    Returns a dict: Spearman correlation of -skewness with R@1 over the grid, held-out R@1 of
+    the skewness-chosen point, of the R@1-chosen point, of plain, and both points' parameters."""
+    m = query_bank.shape[0]
+    order = np.random.default_rng(seed).permutation(m)
+    held, rest = np.sort(order[:holdout]), np.sort(order[holdout:])
+    queries, gallery = query_bank[held], gallery_bank[held]
+    points = []
+    for form_grid in TUNING_GRIDS.values():
+        for params, scores in invgc_grid_scores(queries, gallery, query_bank[rest],
+                                                gallery_bank[rest], form_grid,
+                                                max_bank_size=DEFAULT_MAX_BANK_SIZE):
+            top = np.argpartition(-scores, 10, axis=1)[:, :10]
+            skew = metrics.hubness(top, gallery.shape[0])["k_skewness"]
+            r1 = 100.0 * float(np.mean(diagonal_ranks(scores) == 1))
+            points.append((params, skew, r1))
+    skews = np.array([p[1] for p in points])
+    r1s = np.array([p[2] for p in points])
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    by_skew, by_r1 = points[int(np.argmin(skews))], points[int(np.argmax(r1s))]
+    plain = 100.0 * float(np.mean(diagonal_ranks(queries @ gallery.T) == 1))
+    return {"spearman": float(np.corrcoef(rank(-skews), rank(r1s))[0, 1]),
+            "R@1 by skewness": by_skew[2], "R@1 best": by_r1[2], "R@1 plain": plain,
+            "params by skewness": by_skew[0], "params best": by_r1[0]}
+
+
 def summary(rows):
     """Per setting: worst and mean dR@1 over the real directions, and mean R@1."""
     real = [r for r in rows if r["direction"] != "synthetic"]
@@ -113,10 +148,13 @@ def main():
         print(message, file=sys.stderr, flush=True)
 
     rows = []
+    statistic = {}
     for lang in args.langs:
         split = load_bible_split("eng", lang, bank_size=20000, tune_size=2000)
         for label, queries, gallery, banks, tuning in directions(split, "eng", lang):
             rows += evaluate_direction(label, queries, gallery, banks, tuning, log)
+            statistic[label] = label_free_statistic(*banks)
+            log(f"{label} label-free statistic: {statistic[label]}")
     synthetic = make_cone_pairs(2000, 8000, 64, seed=0)
     label, queries, gallery, banks, tuning = directions(synthetic, "A", "B")[0]
     rows += evaluate_direction("synthetic", queries, gallery, banks, tuning, log)
@@ -137,6 +175,14 @@ def main():
     for s in summary(rows):
         lines.append(f"{s['setting']:<28}{s['worst dR@1']:12.1f}{s['mean dR@1']:12.2f}"
                      f"{s['mean R@1']:10.1f}")
+    lines += ["", "label-free statistic (unpaired banks): least k-skewness of the top-10 "
+              "occurrences vs best held-out R@1 over both forms' grids",
+              f"{'direction':<12}{'spearman':>9}{'R@1 skew':>10}{'R@1 best':>10}{'plain':>8}"
+              "  point of least skewness"]
+    for label, st in statistic.items():
+        lines.append(f"{label:<12}{st['spearman']:9.2f}{st['R@1 by skewness']:10.1f}"
+                     f"{st['R@1 best']:10.1f}{st['R@1 plain']:8.1f}  "
+                     f"{json.dumps(st['params by skewness'])}")
     lines += ["", "tuned: time, decision, parameters"]
     for row in rows:
         if row["setting"] == "tuned":
@@ -148,7 +194,7 @@ def main():
     with open(os.path.join(args.out, "defaults_study.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.out, "defaults_study.json"), "w") as f:
-        json.dump({"rows": rows, "summary": summary(rows)}, f, indent=1)
+        json.dump({"rows": rows, "summary": summary(rows), "statistic": statistic}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -44,5 +44,6 @@ def localadj_offsets_blas_select(x, bank, k, batch_size=2048):
         nbrs = np.empty((xb.shape[0], k), dtype=np.int64)
         top_k_select(scores, k, sims, nbrs)
         kernels.weighted_neighbour_mean(bank, sims, nbrs, offsets[start:start + batch_size],
-                                        degrees[start:start + batch_size])
+                                        degrees[start:start + batch_size],
+                                        np.empty(xb.shape[0], np.int64))
     return offsets, degrees

@@ -26,9 +26,20 @@ def diagonal_ranks(scores):
     return 1 + (scores > np.diag(scores)[:, None]).sum(axis=1)
 
 
-def invgc_grid_ranks(queries, gallery, query_bank, gallery_bank, param_grid, *, variant="localadj",
-                     max_bank_size=None, progress=None):
+def invgc_grid_ranks(queries, gallery, query_bank, gallery_bank, param_grid, **options):
     """Held-out ground-truth ranks of every InvGC parameter set in a grid, without rebuilding.
+
+    Arguments as for :func:`invgc_grid_scores`. Yields ``params`` and ``ranks``, ndarray (n,)
+    int64: the rank of row i's partner among the n held-out gallery rows.
+    """
+    for params, scores in invgc_grid_scores(queries, gallery, query_bank, gallery_bank,
+                                            param_grid, **options):
+        yield params, diagonal_ranks(scores)
+
+
+def invgc_grid_scores(queries, gallery, query_bank, gallery_bank, param_grid, *,
+                      variant="localadj", max_bank_size=None, progress=None):
+    """Corrected held-out scores ``q . x'`` of every InvGC parameter set in a grid.
 
     The grid names its form by its rate names: ``r_g, r_q`` (paper) or ``rho_g, rho_q``
     (projection, :mod:`invgc_faiss.forms`); ``pool_rate`` (LocalAdj) is optional. A rate list
@@ -47,7 +58,7 @@ def invgc_grid_ranks(queries, gallery, query_bank, gallery_bank, param_grid, *, 
     ------
     params : dict (the rates of the banks given, whose names select the form; pool_rate for
         LocalAdj): keyword arguments of :class:`~invgc_faiss.InvGCIndex`
-    ranks : ndarray (n,) int64
+    scores : ndarray (n_queries, n_gallery) float64
     """
     form = "projection" if ("rho_g" in param_grid or "rho_q" in param_grid) else "paper"
     g_name, q_name = forms.RATE_NAMES[form]
@@ -67,10 +78,9 @@ def invgc_grid_ranks(queries, gallery, query_bank, gallery_bank, param_grid, *, 
         scalars = rerank_scalars(gallery, offsets)[None]
         offset_scores = np.stack([queries @ o.T for o in offsets])
         for rates in itertools.product(*rate_lists):
-            ranks = diagonal_ranks(corrected_scores(raw, offset_scores, scalars, rates, form))
             params = {name: rate for (name, _), rate in zip(names, rates)}
             if variant == "localadj":
                 params["pool_rate"] = pool_rate
-            yield params, ranks
+            yield params, corrected_scores(raw, offset_scores, scalars, rates, form)
             if progress is not None:
                 progress(1, total)

@@ -19,7 +19,7 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
         offsets[i] = (1/|F_i|) * sum_{j in F_i} sims[i, j] * bank[nbrs[i, j]]   (0 if F_i is empty)
         degrees[i] = sum_{j in F_i} sims[i, j]
 
-    With all ``k`` found this is SCIENCE.md 1a exactly (divisor ``k``). Dividing by the count found
+    With all ``k`` found this is docs/science.md §1a exactly (divisor ``k``). Dividing by the count found
     instead of ``k`` keeps the offset's scale when an IVF/HNSW bank search comes back short: a
     divisor kept at ``k`` shrinks the offset and moves the correction off its optimum.
 
@@ -56,7 +56,7 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
 
 @njit(parallel=True, cache=True)
 def subtract_normalize_combine(x, offsets, rates, out):
-    """Combine per-bank corrections into the stored vectors (SCIENCE.md 1a, 1c).
+    """Combine per-bank corrections into the stored vectors (docs/science.md §1a, §1b).
 
     For each row ``i``, with ``nb`` banks and a rate per bank *and row*::
 

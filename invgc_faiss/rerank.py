@@ -1,7 +1,7 @@
 """Rerank mode: InvGC on an index that keeps the original vectors, rates adjustable at search time.
 
 The inner index stores the vectors as given; per item the wrapper stores what exact rescoring of
-``q . x'`` needs. With ``u_b = x - r_b o_b`` (``o_b`` the bank-b offset of SCIENCE.md 1a/1b) and
+``q . x'`` needs. With ``u_b = x - r_b o_b`` (``o_b`` the bank-b offset of docs/science.md §1a) and
 ``x' = normalize(sum_b normalize(u_b))``::
 
     n_b  = ||u_b||^2 = x.x - 2 r_b x.o_b + r_b^2 o_b.o_b          a_b = 1 / sqrt(n_b)  (0 if n_b = 0)

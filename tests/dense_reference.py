@@ -1,4 +1,4 @@
-"""Independent dense float64 reference of InvGC, written from SCIENCE.md section 1.
+"""Independent dense float64 reference of InvGC, written from docs/science.md §1.
 
 Plain numpy over the full N x M similarity matrix: no faiss, no Numba, no batching. Slow and
 memory-hungry on purpose; tests and benchmarks compare the library against it.
@@ -15,7 +15,7 @@ def normalize(y):
 
 
 def localadj_bank(x, bank, r, pool_rate):
-    """``x_B`` and ``deg(x)`` for one bank, LocalAdj (SCIENCE.md 1a)."""
+    """``x_B`` and ``deg(x)`` for one bank, LocalAdj (docs/science.md §1a)."""
     x = np.asarray(x, np.float64)
     bank = np.asarray(bank, np.float64)
     m = bank.shape[0]
@@ -28,7 +28,7 @@ def localadj_bank(x, bank, r, pool_rate):
 
 
 def full_bank(x, bank, r, gallery_mean=None):
-    """``x_B`` for one bank, full adjacency (SCIENCE.md 1b): ``mu`` = mean of ``W = X B^T``
+    """``x_B`` for one bank, full adjacency (docs/science.md §1a): ``mu`` = mean of ``W = X B^T``
     over the given gallery, or ``gallery_mean . b_mean`` when a gallery mean is given."""
     x = np.asarray(x, np.float64)
     bank = np.asarray(bank, np.float64)
@@ -38,7 +38,7 @@ def full_bank(x, bank, r, gallery_mean=None):
 
 
 def invgc(x, banks, rates, variant="localadj", pool_rate=0.01, gallery_mean=None):
-    """Corrected gallery ``x'`` (SCIENCE.md 1c) for one or two banks, float64 (n, d)."""
+    """Corrected gallery ``x'`` (docs/science.md §1b) for one or two banks, float64 (n, d)."""
     if variant == "localadj":
         parts = [localadj_bank(x, b, r, pool_rate)[0] for b, r in zip(banks, rates)]
     else:
@@ -49,7 +49,7 @@ def invgc(x, banks, rates, variant="localadj", pool_rate=0.01, gallery_mean=None
 
 
 def localadj_offset(x, bank, pool_rate, keep=None):
-    """LocalAdj offset ``off(x)`` (n, d) float64 over the top-k bank rows (SCIENCE.md 1a); with
+    """LocalAdj offset ``off(x)`` (n, d) float64 over the top-k bank rows (docs/science.md §1a); with
     ``keep`` (n, k) bool, only the kept ones of those k count and the mean is over them (0 if
     none): what a bank search returning fewer than k rows should give."""
     x = np.asarray(x, np.float64)
@@ -66,7 +66,7 @@ def localadj_offset(x, bank, pool_rate, keep=None):
 
 
 def projection_invgc(x, banks, rhos, pool_rate, keeps=None):
-    """Projection form (SCIENCE.md 6): per bank ``x_B = normalize(x - rho (x.ô) ô)``,
+    """Projection form (docs/science.md §1b): per bank ``x_B = normalize(x - rho (x.ô) ô)``,
     ``ô = off/|off|`` (``x_B = x`` where ``off = 0``); ``x' = normalize(sum of x_B over the
     banks with rho > 0)``, ``x`` itself when there is none. float64 (n, d)."""
     x = np.asarray(x, np.float64)

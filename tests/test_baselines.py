@@ -1,4 +1,4 @@
-"""Each peer matches a dense numpy implementation of its formula (SCIENCE.md section 4)."""
+"""Each peer matches a dense numpy implementation of its formula (docs/science.md §6)."""
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal

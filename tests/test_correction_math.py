@@ -1,4 +1,4 @@
-"""Stored vectors match the dense float64 reference written from SCIENCE.md (to <= 1e-5)."""
+"""Stored vectors match the dense float64 reference written from docs/science.md (to <= 1e-5)."""
 import faiss
 import numpy as np
 import pytest

@@ -2,7 +2,7 @@
 
 Invariant after every step: either a clear ValueError/TypeError left the index unchanged, or the
 call succeeded and the index matches a plain Python model (ids, ntotal) and the stored vectors
-match the dense float64 reference of SCIENCE.md. Fast by default; ``--hypothesis-profile=thorough``
+match the dense float64 reference of docs/science.md. Fast by default; ``--hypothesis-profile=thorough``
 runs >= 10,000 examples.
 """
 import faiss

@@ -1,4 +1,4 @@
-"""Peers that the benchmarks compare InvGC against (SCIENCE.md section 4), in faiss's shape.
+"""Peers that the benchmarks compare InvGC against (docs/science.md §6), in faiss's shape.
 
 Two kinds, by what they need at search time:
 

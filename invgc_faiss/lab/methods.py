@@ -11,7 +11,7 @@ from ..correction import DEFAULT_MAX_BANK_SIZE
 from ..forms import TUNING_GRIDS
 from ..index import InvGCIndex
 
-#: LocalAdj rates reach 3 and pools 0.2 (SCIENCE.md section 5: the tuner often picks large ones)
+#: LocalAdj rates reach 3 and pools 0.2 (docs/science.md §2: the tuner often picks large ones)
 LOCALADJ_RATES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
 LOCALADJ_POOLS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2)
 FULL_RATES = tuple(round(0.1 * i, 1) for i in range(11)) + (1.5, 2.0)

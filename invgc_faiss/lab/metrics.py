@@ -1,4 +1,4 @@
-"""Retrieval, hubness and degeneration metrics (SCIENCE.md section 3). All ranks are 1-based.
+"""Retrieval, hubness and degeneration metrics (docs/science.md §5). All ranks are 1-based.
 
 Inputs are faiss-shaped: ``I`` (nq, k) int64 labels from ``index.search``, ``-1`` for missing.
 """

@@ -1,4 +1,4 @@
-"""Imbalance stress test (SCIENCE.md section 2): every alignment, with and without InvGC on top,
+"""Imbalance stress test (docs/science.md §4): every alignment, with and without InvGC on top,
 judged on cross-side recall and single-side structure while one side is made weaker.
 
 Protocol, per setting (a paired split whose weak side is degraded, or a low-resource language):

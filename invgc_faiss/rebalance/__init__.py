@@ -1,4 +1,4 @@
-"""Structure-aware rebalancing (SCIENCE.md section 2) and the alignment baselines it is judged
+"""Structure-aware rebalancing (docs/science.md §4) and the alignment baselines it is judged
 against, all producing an :class:`Alignment` that :class:`invgc_faiss.InvGCIndex` applies (gallery
 side before the InvGC correction, query side inside ``search``) and saves with the index.
 

@@ -1,5 +1,5 @@
 """Structure-aware rebalancing adapter: one residual map per side, fitted post hoc on reference
-pairs of frozen embeddings (SCIENCE.md section 2).
+pairs of frozen embeddings (docs/science.md §4).
 
 Loss per mini-batch (:func:`invgc_faiss.rebalance.losses.rebalancing_loss`)::
 

@@ -7,7 +7,7 @@ An alignment holds one (d, d) matrix per side, or ``None`` for a side left as it
 
 Every fitter in :mod:`invgc_faiss.rebalance` produces one (learned state ``query_matrix_``,
 ``gallery_matrix_``, ``d_``), so :class:`invgc_faiss.InvGCIndex` and the file format handle them
-all alike. Closed-form fitters (baselines of SCIENCE.md section 2), given reference pairs
+all alike. Closed-form fitters (baselines of docs/science.md §4), given reference pairs
 ``Q``, ``G`` (n, d) with row i matching row i; both map the query side onto the gallery side:
 
 * :class:`IdentityAlignment`: nothing changes.

@@ -1,4 +1,4 @@
-"""Loss terms of structure-aware rebalancing (SCIENCE.md section 2), each with its analytic gradient.
+"""Loss terms of structure-aware rebalancing (docs/science.md §4), each with its analytic gradient.
 
 Notation for one batch of ``B`` reference pairs: ``u`` (B, d) are the adapted query-side features,
 ``v`` (B, d) the adapted gallery-side features, both with unit rows; row i of ``u`` matches row i of
