@@ -309,7 +309,6 @@ class InvGC:
                            f"on {n_probes} bank rows): results may lose accuracy; raise "
                            f"{' or '.join(knobs)}")
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
-                logger.warning(message)
 
     def _set_bank_search_params(self, offsets, names, probes):
         """Apply ``bank_search_params``: a string to every bank index, a dict per bank, or
@@ -442,7 +441,6 @@ class InvGC:
                        "raise nprobe (IVF) or efSearch (HNSW) with bank_search_params, or use "
                        "bank_search_params='auto'")
             warnings.warn(message, RuntimeWarning, stacklevel=4)
-            logger.warning(message)
 
     @staticmethod
     def combine(x, offsets, rates, form="paper", out=None):

@@ -24,6 +24,7 @@ the measured choice there.
 """
 import json
 import time
+import warnings
 
 import faiss
 import numpy as np
@@ -182,11 +183,13 @@ def tune(query_bank, gallery_bank, *, forms=("projection", "paper"), grid=None, 
     total = sum(len(heldout.grid(g)) for g in grids.values())
     bar = _progress_bar(total, progress)
     candidates = []  # (form, params, ranks)
-    for form, form_grid in grids.items():
-        for params, ranks in heldout.invgc_grid_ranks(
-                queries, gallery, bank_q, bank_g, form_grid, max_bank_size=max_bank_size,
-                progress=bar):
-            candidates.append((form, params, ranks))
+    with warnings.catch_warnings():  # drift warnings of pools tried here concern no index yet
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for form, form_grid in grids.items():
+            for params, ranks in heldout.invgc_grid_ranks(
+                    queries, gallery, bank_q, bank_g, form_grid, max_bank_size=max_bank_size,
+                    progress=bar):
+                candidates.append((form, params, ranks))
     plain_ranks = heldout.diagonal_ranks(queries @ gallery.T)
     plain_hits = _hits(plain_ranks)
     hits = np.stack([_hits(ranks) for _, _, ranks in candidates])  # (n_candidates, n_h)
