@@ -1,5 +1,4 @@
-"""``invgc_faiss.tune``: one call that tunes InvGC on the user's own paired banks, with a
-do-no-harm rule.
+"""``invgc_faiss.tune``: InvGC tuned on the user's own paired banks, with a do-no-harm rule.
 
 Protocol, for banks whose row ``i`` of ``query_bank`` matches row ``i`` of ``gallery_bank``:
 

@@ -1,4 +1,4 @@
-"""Command line.
+"""The command line: the real-data demo and evaluation, tuning and evaluating your own files.
 
     python -m invgc_faiss demo                 # real data, small: English -> German verses
     python -m invgc_faiss demo --synthetic     # generated cone data (a smoke run, no claim)

@@ -1,5 +1,6 @@
-"""One harness for every method: build an index on the test gallery, search the test queries,
-measure retrieval, hubness and time.
+"""The harness that measures one method: retrieval, hubness, the gallery's cone and time.
+
+It builds an index on the test gallery, searches the test queries and measures.
 
 A *method* is a callable ``build(d) -> faiss.Index`` returning an empty index (plain faiss, or an
 ``InvGCIndex`` with its banks). Row ``i`` of the gallery is the ground truth of query ``i``.

@@ -1,5 +1,7 @@
-"""Imbalance stress test (docs/science.md §4): every alignment, with and without InvGC on top,
-judged on cross-side recall and single-side structure while one side is made weaker.
+"""The imbalance stress test: alignments +- InvGC while one side is made weaker.
+
+Every alignment (docs/science.md §4), with and without InvGC on top, is judged on cross-side
+recall and single-side structure while one side is made weaker.
 
 Protocol, per setting (a paired split whose weak side is degraded, or a low-resource language):
 

@@ -1,5 +1,7 @@
-"""Structure-aware rebalancing (docs/science.md §4) and the alignment baselines it is judged
-against, all producing an :class:`Alignment` that :class:`invgc_faiss.InvGCIndex` applies (gallery
+"""Alignments of the two sides: structure-aware rebalancing and its closed-form baselines.
+
+Structure-aware rebalancing (docs/science.md §4) and the alignment baselines it is judged
+against all produce an :class:`Alignment` that :class:`invgc_faiss.InvGCIndex` applies (gallery
 side before the InvGC correction, query side inside ``search``) and saves with the index.
 
 >>> adapter = RebalancingAdapter().fit(ref_queries, ref_gallery)

@@ -1,5 +1,6 @@
-"""Structure-aware rebalancing adapter: one residual map per side, fitted post hoc on reference
-pairs of frozen embeddings (docs/science.md §4).
+"""The structure-aware rebalancing adapter: one residual map per side, fitted by Adam.
+
+The maps are fitted post hoc on reference pairs of frozen embeddings (docs/science.md §4).
 
 Loss per mini-batch (:func:`invgc_faiss.rebalance.losses.rebalancing_loss`)::
 
