@@ -6,6 +6,8 @@ any faiss index with ``METRIC_INNER_PRODUCT`` over the bank rows may replace it 
 an approximate search trades bank-top-k recall for speed; its accuracy knobs -- ``nprobe``,
 ``efSearch`` -- are set on that index as usual in faiss).
 """
+import time
+
 import faiss
 import numpy as np
 
@@ -89,6 +91,10 @@ KNOB_LADDERS = {"nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 40
 AUTO_MIN_COSINE = 0.999
 AUTO_MAX_NORM_ERROR = 0.01
 AUTO_SAMPLE = 256
+#: "auto" keeps an approximate search only if it takes less than this share of exact search's time
+AUTO_MAX_TIME_RATIO = 0.8
+#: The setting "auto" (or a per-bank dict) gives a bank whose approximate search does not pay
+EXACT = "exact"
 
 
 def accuracy_knob(index):
@@ -127,7 +133,10 @@ def calibrate(bank_index, bank, k, probes, offsets_of):
     Tries the knob's ladder (:data:`KNOB_LADDERS`) upward and returns the first value where the
     probes' offsets have mean cosine >= :data:`AUTO_MIN_COSINE` to the exact offsets and mean
     ``|norm ratio - 1|`` <= :data:`AUTO_MAX_NORM_ERROR`; the largest value tried if none passes
-    (for IVF the ladder ends at ``nlist``: exhaustive).
+    (for IVF the ladder ends at ``nlist``: exhaustive). If the passing setting does not search
+    the probes in under :data:`AUTO_MAX_TIME_RATIO` of the exact search's time, approximate
+    search does not pay at this bank size and the setting is ``"exact"``: the caller then uses
+    an exact ``IndexFlatIP`` instead.
 
     Parameters
     ----------
@@ -139,8 +148,9 @@ def calibrate(bank_index, bank, k, probes, offsets_of):
 
     Returns
     -------
-    setting : str, e.g. ``"nprobe=16"`` (ParameterSpace syntax), or None for an exact index
-    report : dict with the knob value, cosine, norm error of the chosen setting
+    setting : str, e.g. ``"nprobe=16"`` (ParameterSpace syntax), ``"exact"``, or None for an index
+        without an accuracy knob
+    report : dict with the knob value, cosine, norm error and time ratio of the chosen setting
     """
     knob = accuracy_knob(bank_index)
     if knob is None:
@@ -161,4 +171,17 @@ def calibrate(bank_index, bank, k, probes, offsets_of):
                   "norm_error": float(np.abs(ratio - 1).mean())}
         if report["cosine"] >= AUTO_MIN_COSINE and report["norm_error"] <= AUTO_MAX_NORM_ERROR:
             break
+    report["time_ratio"] = _search_seconds(bank_index, probes, k) / _search_seconds(exact, probes, k)
+    if report["time_ratio"] >= AUTO_MAX_TIME_RATIO:
+        return EXACT, report
     return f"{knob}={report[knob]}", report
+
+
+def _search_seconds(index, probes, k, repeats=3):
+    """Best of ``repeats`` wall times of one search of ``probes``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        index.search(probes, k)
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -35,8 +35,8 @@ import warnings
 import numpy as np
 
 from . import forms, kernels
-from .bank_search import (AUTO_SAMPLE, accuracy_knob, apply_search_params, build_bank_index,
-                          calibrate, offset_agreement)
+from .bank_search import (AUTO_SAMPLE, EXACT, accuracy_knob, apply_search_params,
+                          build_bank_index, calibrate, offset_agreement)
 from .validation import as_float_matrix, as_unit_rows, check_pool_rate, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class InvGC:
                 "batch_size": self.batch_size, "bank_search_params": search_params,
                 "max_bank_size": self.max_bank_size, "bank_seed": self.bank_seed}
 
-    def fit(self, gallery_bank=None, query_bank=None, d=None):
+    def fit(self, gallery_bank=None, query_bank=None, d=None, all_banks=False):
         """Validate the banks and build the per-bank offsets.
 
         Parameters
@@ -223,6 +223,9 @@ class InvGC:
             At least one bank is required; both must have the same dimension ``d``.
         d : int or None
             Expected dimension (the index's), if known.
+        all_banks : bool
+            Calibrate and check the bank search of every bank, not only of those the rates use
+            (rerank mode, whose rates change at search time, searches every bank).
 
         Returns
         -------
@@ -256,8 +259,11 @@ class InvGC:
         if self.variant == "localadj":
             offsets = [LocalAdjOffset(b, self.pool_rate, s) for b, s in zip(banks, specs)]
             probes = self._probes(full_banks[0])
-            self._set_bank_search_params(offsets, names, probes)
-            self._check_agreement(offsets, names, full_banks, probes)
+            searched = (range(len(offsets)) if all_banks
+                        else forms.active_banks(self.form, rates))
+            self._set_bank_search_params(offsets, names, probes, searched)
+            for b in searched:
+                self._check_agreement(names[b], offsets[b], full_banks[b], probes)
         else:
             offsets = [FullOffset(b) for b in banks]
         self.offsets_ = offsets
@@ -279,42 +285,42 @@ class InvGC:
         rows = np.sort(rng.choice(bank.shape[0], min(AUTO_SAMPLE, bank.shape[0]), replace=False))
         return np.ascontiguousarray(bank[rows])
 
-    def _check_agreement(self, offsets, names, full_banks, probes):
-        """Offsets of the probes through each bank's knobs (a bank sample, an approximate bank
+    def _check_agreement(self, name, off, full, probes):
+        """Offsets of the probes through one bank's knobs (a bank sample, an approximate bank
         search) against exact search in the whole bank. The figures are kept in ``agreement_``;
         below :data:`WARN_MIN_COSINE` or above :data:`WARN_MAX_NORM_ERROR` a warning names the
         knob. Skipped (logged) when the whole bank's top-k of the probes would be too large."""
-        for name, off, full in zip(names, offsets, full_banks):
-            knob = accuracy_knob(off.bank_index)
-            sampled = off.bank.shape[0] < full.shape[0]
-            if not sampled and knob is None:
-                continue
-            exact = LocalAdjOffset(full, self.pool_rate)
-            n_probes = min(probes.shape[0], REFERENCE_BUDGET // exact.k)
-            if n_probes < 16:
-                logger.info("%s bank: offsets of the knobs not checked (k = %d of the whole bank "
-                            "is too large for the check)", name, exact.k)
-                continue
-            sample = probes[:n_probes]
-            cosine, ratio = offset_agreement(
-                off.offsets_from_search(*off.bank_index.search(sample, off.k)),
-                exact.offsets_from_search(*exact.bank_index.search(sample, exact.k)))
-            report = {"cosine": float(cosine.mean()), "norm_error": float(np.abs(ratio - 1).mean())}
-            self.agreement_[name] = report
-            if report["cosine"] < WARN_MIN_COSINE or report["norm_error"] > WARN_MAX_NORM_ERROR:
-                knobs = ([f"max_bank_size ({off.bank.shape[0]} of {full.shape[0]} rows kept)"]
-                         if sampled else []) + ([f"{knob} (bank_search_params)"] if knob else [])
-                message = (f"the {name} bank's offsets drift from exact search (mean cosine "
-                           f"{report['cosine']:.4f}, norm error {100 * report['norm_error']:.1f}% "
-                           f"on {n_probes} bank rows): results may lose accuracy; raise "
-                           f"{' or '.join(knobs)}")
-                warnings.warn(message, RuntimeWarning, stacklevel=3)
+        knob = accuracy_knob(off.bank_index)
+        sampled = off.bank.shape[0] < full.shape[0]
+        if not sampled and knob is None:
+            return
+        exact = LocalAdjOffset(full, self.pool_rate)
+        n_probes = min(probes.shape[0], REFERENCE_BUDGET // exact.k)
+        if n_probes < 16:
+            logger.info("%s bank: offsets of the knobs not checked (k = %d of the whole bank "
+                        "is too large for the check)", name, exact.k)
+            return
+        sample = probes[:n_probes]
+        cosine, ratio = offset_agreement(
+            off.offsets_from_search(*off.bank_index.search(sample, off.k)),
+            exact.offsets_from_search(*exact.bank_index.search(sample, exact.k)))
+        report = {"cosine": float(cosine.mean()), "norm_error": float(np.abs(ratio - 1).mean())}
+        self.agreement_[name] = report
+        if report["cosine"] < WARN_MIN_COSINE or report["norm_error"] > WARN_MAX_NORM_ERROR:
+            knobs = ([f"max_bank_size ({off.bank.shape[0]} of {full.shape[0]} rows kept)"]
+                     if sampled else []) + ([f"{knob} (bank_search_params)"] if knob else [])
+            message = (f"the {name} bank's offsets drift from exact search (mean cosine "
+                       f"{report['cosine']:.4f}, norm error {100 * report['norm_error']:.1f}% "
+                       f"on {n_probes} bank rows): results may lose accuracy; raise "
+                       f"{' or '.join(knobs)}")
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
-    def _set_bank_search_params(self, offsets, names, probes):
+    def _set_bank_search_params(self, offsets, names, probes, searched):
         """Apply ``bank_search_params``: a string to every bank index, a dict per bank, or
-        ``"auto"`` (the default for approximate bank indexes) -- calibrated per bank against
-        exact search (in the bank as used) on the probe rows. The settings in force are kept in
-        ``bank_search_params_``."""
+        ``"auto"`` (the default for approximate bank indexes) -- calibrated, for the banks
+        ``searched``, against exact search (in the bank as used) on the probe rows; a bank whose
+        approximate search does not pay gets ``"exact"``, an exact flat index. The settings in
+        force are kept in ``bank_search_params_``."""
         spec = self.bank_search_params
         if isinstance(spec, str) and spec != "auto":
             apply_search_params([off.bank_index for off in offsets], spec)
@@ -326,17 +332,22 @@ class InvGC:
                 raise ValueError(f"bank_search_params names banks {sorted(unknown)}, the banks "
                                  f"are {names}")
             for name, off in zip(names, offsets):
-                if name in spec:
+                if spec.get(name) == EXACT:
+                    off.bank_index = build_bank_index(off.bank, None)
+                elif name in spec:
                     apply_search_params([off.bank_index], spec[name])
             self.bank_search_params_ = dict(spec)
             return
-        if spec is not None:
+        if spec not in (None, "auto"):
             raise TypeError(f"bank_search_params must be None, 'auto', a string or a dict per "
                             f"bank, got {type(spec).__name__}")
         chosen = {}
-        for name, off in zip(names, offsets):
+        for b in searched:
+            name, off = names[b], offsets[b]
             setting, report = calibrate(off.bank_index, off.bank, off.k, probes,
                                         off.offsets_from_search)
+            if setting == EXACT:
+                off.bank_index = build_bank_index(off.bank, None)
             if setting is not None:
                 chosen[name] = setting
                 self.calibration_[name] = report

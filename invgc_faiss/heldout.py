@@ -20,6 +20,21 @@ def grid(param_grid):
     return [dict(zip(names, values)) for values in itertools.product(*param_grid.values())]
 
 
+def skewness(values):
+    """Third standardized moment of ``values`` (n,) (0 when they are all equal)."""
+    centred = np.asarray(values, dtype=np.float64) - np.mean(values)
+    std = centred.std()
+    return float(np.mean(centred ** 3) / std ** 3) if std > 0 else 0.0
+
+
+def top_k_skewness(scores, k=10):
+    """Hubness of the gallery columns of ``scores`` (n_queries, n_gallery): the skewness of
+    ``N_k``, how many query rows have each gallery item in their top k."""
+    k = min(k, scores.shape[1] - 1)
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    return skewness(np.bincount(top.ravel(), minlength=scores.shape[1]))
+
+
 def diagonal_ranks(scores):
     """Rank of each row's diagonal entry in a dense score matrix (n, n): 1 + the number of items
     scoring above it (ties counted in the item's favour), int64 (n,)."""
@@ -71,7 +86,7 @@ def invgc_grid_scores(queries, gallery, query_bank, gallery_bank, param_grid, *,
     for pool_rate in pools:
         pool = {} if pool_rate is None else {"pool_rate": pool_rate}
         correction = InvGC(variant=variant, max_bank_size=max_bank_size, **pool).fit(
-            gallery_bank, query_bank)
+            gallery_bank, query_bank, all_banks=True)
         if variant == "full":
             correction.fit_gallery_mean(gallery.mean(axis=0, dtype=np.float64))
         offsets, _ = correction.offsets(gallery)

@@ -119,6 +119,8 @@ class InvGCIndex(faiss.IndexIDMap2):
         True after ``add``, False after ``add_with_ids``, None while empty.
     """
 
+    #: whether search-time rates need every bank's offsets (rerank mode) or only the used ones
+    _searches_all_banks = False
     correction = None
     alignment = None
     tune_result = None
@@ -150,7 +152,8 @@ class InvGCIndex(faiss.IndexIDMap2):
                                bank_search_params=bank_search_params, max_bank_size=max_bank_size,
                                bank_seed=bank_seed, normalize_input=normalize_input,
                                batch_size=batch_size)
-            correction.fit(gallery_bank=gallery_bank, query_bank=query_bank, d=inner.d)
+            correction.fit(gallery_bank=gallery_bank, query_bank=query_bank, d=inner.d,
+                           all_banks=self._searches_all_banks)
         elif correction.d_ != inner.d:
             raise ValueError(f"correction has dimension {correction.d_}, inner index has d = {inner.d}")
         super().__init__(inner)

@@ -150,7 +150,8 @@ def read_index(path):
                     for name in names if f"bank_index_{name}" in arrays}
     # files from before bank sampling had a default: whole banks
     correction = InvGC(**{"max_bank_size": None, **header["params"]}, **bank_indexes)
-    correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names})
+    correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names},
+                   all_banks=header.get("mode") == "rerank")
     if "gallery_mean" in arrays:
         correction.fit_gallery_mean(arrays["gallery_mean"])
     columns = {key[len("item_"):]: arrays[key] for key in arrays if key.startswith("item_")}

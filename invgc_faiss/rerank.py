@@ -124,6 +124,7 @@ class InvGCRerankIndex(InvGCIndex):
         ``correction.bank_names_`` order.
     """
 
+    _searches_all_banks = True
     k_factor = None
     offset_dtype = "float16"
     rates = None

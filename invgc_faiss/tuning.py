@@ -1,6 +1,6 @@
-"""``invgc_faiss.tune``: InvGC tuned on the user's own paired banks, with a do-no-harm rule.
+"""``invgc_faiss.tune``: InvGC tuned on the user's own banks, with a do-no-harm rule.
 
-Protocol, for banks whose row ``i`` of ``query_bank`` matches row ``i`` of ``gallery_bank``:
+Protocol for paired banks (row ``i`` of ``query_bank`` matches row ``i`` of ``gallery_bank``):
 
 1. A seeded held-out split: ``n_h = holdout`` pairs (a share of the banks, at most
    ``max_holdout``) become pseudo-queries and pseudo-gallery; the other pairs are the banks.
@@ -18,8 +18,12 @@ The index built from the result (:meth:`TuneResult.index`) uses *all* pairs as b
 a share of the bank and ``max_bank_size`` is the same as while tuning, so the tuned parameters
 carry over.
 
-Unpaired banks have no pairs to score, so ``tune`` refuses them; the constructor defaults are
-the measured choice there.
+Unpaired banks (``paired=False``) have no pairs to score. There, each bank's held-out rows serve
+as unlabelled queries and gallery, and the grid point with the least k-skewness of the gallery
+rows' top-10 occurrences (the fewest hubs) is chosen -- the identity unless it lowers the plain
+index's skewness. On six real retrieval directions the point of least skewness was within 0.6
+held-out R@1 of the point of best R@1 (Spearman 0.57-0.86 over the grids; README, defaults
+study); it has no interval and no recall to report.
 """
 import json
 import time
@@ -57,7 +61,8 @@ class TuneResult:
     rows : list of dict
         Held-out R@1, R@5, R@10 and their sum for plain, each form at its best, and each peer.
     gain, gain_interval : float, (float, float)
-        Cross-fitted mean gain in R@1+R@5+R@10 over plain and its bootstrap 95 % interval.
+        Cross-fitted mean gain in R@1+R@5+R@10 over plain and its bootstrap 95 % interval
+        (None for unpaired banks).
     decision : str
         One line: what was chosen and why.
     seconds : float
@@ -90,17 +95,25 @@ class TuneResult:
 
     def to_dict(self):
         return {"params": self.params, "rows": self.rows, "gain": self.gain,
-                "gain_interval": list(self.gain_interval), "decision": self.decision,
-                "seconds": self.seconds, "n_holdout": self.n_holdout}
+                "gain_interval": None if self.gain_interval is None else list(self.gain_interval),
+                "decision": self.decision, "seconds": self.seconds, "n_holdout": self.n_holdout}
 
     def __str__(self):
-        lines = [f"held-out pairs: {self.n_holdout}  (R@K in %, sum = R@1+R@5+R@10, one direction)",
-                 f"{'method':<12} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'sum':>7}  params"]
-        for row in self.rows:
-            lines.append(f"{row['method']:<12} {row['R@1']:6.1f} {row['R@5']:6.1f} "
-                         f"{row['R@10']:6.1f} {row['sum']:7.1f}  {json.dumps(row['params'])}")
-        lo, hi = self.gain_interval
-        lines.append(f"gain over plain (cross-fitted): {self.gain:+.2f} [95% {lo:+.2f}, {hi:+.2f}]")
+        if self.gain_interval is None:  # label-free: no pairs, no recall
+            lines = [f"held-out rows: {self.n_holdout} per bank, unpaired (k-skewness of the "
+                     "top-10 occurrences; lower = fewer hubs)",
+                     f"{'method':<12} {'k-skew':>7}  params"]
+            lines += [f"{row['method']:<12} {row['k_skewness']:7.2f}  {json.dumps(row['params'])}"
+                      for row in self.rows]
+        else:
+            lines = [f"held-out pairs: {self.n_holdout}  (R@K in %, sum = R@1+R@5+R@10, one "
+                     "direction)", f"{'method':<12} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'sum':>7}  params"]
+            lines += [f"{row['method']:<12} {row['R@1']:6.1f} {row['R@5']:6.1f} "
+                      f"{row['R@10']:6.1f} {row['sum']:7.1f}  {json.dumps(row['params'])}"
+                      for row in self.rows]
+            lo, hi = self.gain_interval
+            lines.append(f"gain over plain (cross-fitted): {self.gain:+.2f} "
+                         f"[95% {lo:+.2f}, {hi:+.2f}]")
         lines.append(self.decision)
         lines.append(f"chosen: {json.dumps(self.params)}  ({self.seconds:.1f} s)")
         return "\n".join(lines)
@@ -119,27 +132,34 @@ def _progress_bar(total, enabled):
     return lambda n, _total: bar.update(n)
 
 
-def tune(query_bank, gallery_bank, *, forms=("projection", "paper"), grid=None, holdout=0.1,
-         max_holdout=2000, seed=0, methods=(), max_bank_size=DEFAULT_MAX_BANK_SIZE,
+def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper"), grid=None,
+         holdout=0.1, max_holdout=2000, seed=0, methods=(), max_bank_size=DEFAULT_MAX_BANK_SIZE,
          n_bootstrap=2000, normalize_input=False, progress=False):
-    """Tune InvGC on paired reference banks (row i of each matches) and decide whether it helps.
+    """Tune InvGC on reference banks and decide whether it helps.
 
     Parameters
     ----------
-    query_bank, gallery_bank : array_like of shape (M, d), unit rows, paired
+    query_bank : array_like of shape (M_q, d), unit rows
+    gallery_bank : array_like of shape (M_g, d), unit rows
+    paired : bool or None
+        True: row i of one bank matches row i of the other (held-out R@K, gain interval,
+        do-no-harm rule). False: unpaired banks, tuned label-free by the least k-skewness of
+        held-out rows (see the module docstring). None (default): paired when the banks have
+        the same number of rows -- equal-sized unpaired banks then meet the do-no-harm rule,
+        whose interval reaches 0 for random pairs.
     forms : tuple of {"projection", "paper"}
         Forms whose grids are searched.
     grid : dict, optional
-        ``{form: {parameter: values}}`` replacing the default grids (:data:`GRIDS`) of the forms
-        it names.
+        ``{form: {parameter: values}}`` replacing the default grids
+        (:data:`invgc_faiss.forms.TUNING_GRIDS`) of the forms it names.
     holdout : float in (0, 1) or int
-        Held-out pairs: a share of ``M`` or a count (at most ``max_holdout``, at least 50).
+        Held-out rows of each bank: a share or a count (at most ``max_holdout``, at least 50).
     max_holdout : int
         Bounds the dense held-out scoring (``n_h^2`` per grid point).
     seed : int
     methods : tuple of str
         Peers to tune on the same split for comparison (``"nnn"``, ``"qb_norm"``, ``"csls"``,
-        ``"dbnorm"``): reported in ``rows``, never chosen.
+        ``"dbnorm"``; paired banks only): reported in ``rows``, never chosen.
     max_bank_size : int or None
         As for :class:`InvGCIndex`; used while tuning and in :meth:`TuneResult.index`.
     n_bootstrap : int
@@ -158,41 +178,65 @@ def tune(query_bank, gallery_bank, *, forms=("projection", "paper"), grid=None, 
     gallery_bank = as_unit_rows(as_float_matrix(gallery_bank, query_bank.shape[1],
                                                 name="gallery_bank"),
                                 name="gallery_bank", normalize=normalize_input)
-    if query_bank.shape[0] != gallery_bank.shape[0]:
+    same_rows = query_bank.shape[0] == gallery_bank.shape[0]
+    paired = same_rows if paired is None else bool(paired)
+    if paired and not same_rows:
         raise ValueError(
-            f"tune needs paired banks (row i of query_bank matches row i of gallery_bank), got "
-            f"{query_bank.shape[0]} and {gallery_bank.shape[0]} rows; without pairs use the "
-            "constructor defaults")
+            f"paired banks (row i of query_bank matches row i of gallery_bank) need the same "
+            f"number of rows, got {query_bank.shape[0]} and {gallery_bank.shape[0]}; for unpaired "
+            "banks pass paired=False (label-free tuning)")
+    if not paired and methods:
+        raise ValueError("peers (methods=...) are scored on held-out pairs: paired banks only")
     unknown = set(forms) - set(GRIDS)
     if not forms or unknown:
         raise ValueError(f"forms must be a non-empty subset of {tuple(GRIDS)}, got {forms!r}")
-    m = query_bank.shape[0]
-    n_h = int(round(holdout * m)) if isinstance(holdout, float) else int(holdout)
-    n_h = min(n_h, max_holdout)
-    if n_h < 50 or m - n_h < 50:
-        raise ValueError(f"tune needs at least 50 held-out pairs and 50 bank pairs; {m} pairs "
-                         f"with holdout {holdout!r} give {n_h} and {m - n_h}")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(m)
-    held, rest = np.sort(order[:n_h]), np.sort(order[n_h:])
-    queries, gallery = query_bank[held], gallery_bank[held]
-    bank_q, bank_g = query_bank[rest], gallery_bank[rest]
-
+    held_q, rest_q = _holdout_rows(query_bank.shape[0], holdout, max_holdout, rng, "query_bank")
+    held_g, rest_g = ((held_q, rest_q) if paired else
+                      _holdout_rows(gallery_bank.shape[0], holdout, max_holdout, rng,
+                                    "gallery_bank"))
+    queries, gallery = query_bank[held_q], gallery_bank[held_g]
+    bank_q, bank_g = query_bank[rest_q], gallery_bank[rest_g]
     grids = {form: {**GRIDS[form], **((grid or {}).get(form, {}))} for form in forms}
-    total = sum(len(heldout.grid(g)) for g in grids.values())
-    bar = _progress_bar(total, progress)
-    candidates = []  # (form, params, ranks)
+    bar = _progress_bar(sum(len(heldout.grid(g)) for g in grids.values()), progress)
+    candidates = []  # (form, params, scores reduced to ranks or a skewness)
+    reduce = heldout.diagonal_ranks if paired else heldout.top_k_skewness
     with warnings.catch_warnings():  # drift warnings of pools tried here concern no index yet
         warnings.simplefilter("ignore", RuntimeWarning)
         for form, form_grid in grids.items():
-            for params, ranks in heldout.invgc_grid_ranks(
+            for params, scores in heldout.invgc_grid_scores(
                     queries, gallery, bank_q, bank_g, form_grid, max_bank_size=max_bank_size,
                     progress=bar):
-                candidates.append((form, params, ranks))
-    plain_ranks = heldout.diagonal_ranks(queries @ gallery.T)
+                candidates.append((form, params, reduce(scores)))
+    plain = reduce(queries @ gallery.T)
+    choose = _choose_paired if paired else _choose_label_free
+    form, params, rows, gain, interval, decision = choose(candidates, plain, grids, rng,
+                                                          n_bootstrap)
+    if paired:
+        rows += _peer_rows(methods, queries, gallery, bank_q, bank_g)
+    params = {"form": form, **params, "max_bank_size": max_bank_size}
+    return TuneResult(params, rows, gain, interval, decision, time.perf_counter() - start,
+                      queries.shape[0], (query_bank, gallery_bank))
+
+
+def _holdout_rows(m, holdout, max_holdout, rng, name):
+    """Sorted held-out and remaining row numbers of a bank of ``m`` rows."""
+    n_h = min(int(round(holdout * m)) if isinstance(holdout, float) else int(holdout), max_holdout)
+    if n_h < 50 or m - n_h < 50:
+        raise ValueError(f"tune needs at least 50 held-out rows and 50 bank rows; {name} has {m} "
+                         f"rows, holdout {holdout!r} gives {n_h} and {m - n_h}")
+    order = rng.permutation(m)
+    return np.sort(order[:n_h]), np.sort(order[n_h:])
+
+
+def _identity(form):
+    return {name: 0.0 for name in (("r_g", "r_q") if form == "paper" else ("rho_g", "rho_q"))}
+
+
+def _choose_paired(candidates, plain_ranks, grids, rng, n_bootstrap):
+    """Best held-out R@1+R@5+R@10; cross-fitted gain interval; do-no-harm."""
     plain_hits = _hits(plain_ranks)
     hits = np.stack([_hits(ranks) for _, _, ranks in candidates])  # (n_candidates, n_h)
-
     rows = [{"method": "plain", **_recalls(plain_ranks), "sum": float(plain_hits.mean()),
              "params": {}}]
     for form in grids:
@@ -200,30 +244,57 @@ def tune(query_bank, gallery_bank, *, forms=("projection", "paper"), grid=None, 
         best = members[int(np.argmax(hits[members].mean(axis=1)))]
         rows.append({"method": form, **_recalls(candidates[best][2]),
                      "sum": float(hits[best].mean()), "params": candidates[best][1]})
-    if methods:  # the peers live in the evaluation lab, imported only when asked for
-        from .lab.grid_search import tune_method
+    form, params, _ = candidates[int(np.argmax(hits.mean(axis=1)))]
+    gains = _cross_fitted_gains(hits, plain_hits, rng)
+    means = gains[rng.integers(0, gains.size, size=(n_bootstrap, gains.size))].mean(axis=1)
+    interval = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+    if interval[0] <= 0:
+        decision = (f"do-no-harm: the gain's 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}] "
+                    "reaches 0, so the identity (the plain index) is chosen")
+        params = _identity(form)
+    else:
+        decision = (f"InvGC ({form} form) helps on held-out pairs: gain {gains.mean():+.2f} "
+                    f"R@1+R@5+R@10, 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}]")
+    return form, params, rows, float(gains.mean()), interval, decision
+
+
+def _choose_label_free(candidates, plain_skewness, grids, rng, n_bootstrap):
+    """Least k-skewness of the held-out gallery rows' top-10 occurrences under the held-out
+    query rows; the identity unless it lowers the plain index's skewness."""
+    nan = float("nan")
+
+    def row(method, skew, params):
+        return {"method": method, "R@1": nan, "R@5": nan, "R@10": nan, "sum": nan,
+                "k_skewness": float(skew), "params": params}
+
+    rows = [row("plain", plain_skewness, {})]
+    for form in grids:
+        members = [c for c in candidates if c[0] == form]
+        best = min(members, key=lambda c: c[2])
+        rows.append(row(form, best[2], best[1]))
+    form, params, skew = min(candidates, key=lambda c: c[2])
+    if skew >= plain_skewness:
+        decision = (f"label-free: no setting lowers the k-skewness of the plain index "
+                    f"({plain_skewness:.2f}), so the identity (the plain index) is chosen")
+        params = _identity(form)
+    else:
+        decision = (f"label-free ({form} form): k-skewness of held-out rows {plain_skewness:.2f} "
+                    f"-> {skew:.2f} (no pairs: no recall, gain or interval)")
+    return form, params, rows, None, None, decision
+
+
+def _peer_rows(methods, queries, gallery, bank_q, bank_g):
+    """Held-out R@1+R@5+R@10 of peers tuned on the same split (the lab, loaded only if asked)."""
+    if not methods:
+        return []
+    from .lab.grid_search import tune_method
+
+    rows = []
     for name in methods:
         params, score = tune_method(name, queries, gallery, bank_q, bank_g)
         rows.append({"method": name, "R@1": float("nan"), "R@5": float("nan"),
                      "R@10": float("nan"), "sum": float(score), "params": params})
-
-    best = int(np.argmax(hits.mean(axis=1)))
-    gains = _cross_fitted_gains(hits, plain_hits, rng)
-    boot = rng.integers(0, n_h, size=(n_bootstrap, n_h))
-    means = gains[boot].mean(axis=1)
-    interval = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
-    form, params, _ = candidates[best]
-    params = {"form": form, **params, "max_bank_size": max_bank_size}
-    if interval[0] <= 0:
-        identity = {name: 0.0 for name in (("r_g", "r_q") if form == "paper" else ("rho_g", "rho_q"))}
-        decision = (f"do-no-harm: the gain's 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}] "
-                    "reaches 0, so the identity (the plain index) is chosen")
-        params = {"form": form, **identity, "max_bank_size": max_bank_size}
-    else:
-        decision = (f"InvGC ({form} form) helps on held-out pairs: gain {gains.mean():+.2f} "
-                    f"R@1+R@5+R@10, 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}]")
-    return TuneResult(params, rows, float(gains.mean()), interval, decision,
-                      time.perf_counter() - start, n_h, (query_bank, gallery_bank))
+    return rows
 
 
 def _cross_fitted_gains(hits, plain_hits, rng):

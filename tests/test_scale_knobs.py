@@ -160,7 +160,9 @@ def test_exact_bank_search_does_not_warn(small_data):
     assert index.correction.bank_search_params_ is None
 
 
-def test_auto_calibrates_approximate_banks_and_the_file_keeps_it(tmp_path):
+def test_auto_calibrates_approximate_banks_and_the_file_keeps_it(tmp_path, monkeypatch):
+    from invgc_faiss import bank_search
+    monkeypatch.setattr(bank_search, "AUTO_MAX_TIME_RATIO", np.inf)  # keep ANN at any speed
     rng = np.random.default_rng(2)
     d = 32
     from conftest import cone
@@ -208,3 +210,36 @@ def test_a_small_bank_sample_is_checked_against_the_whole_bank():
         large = InvGC(rho_q=1.0, pool_rate=0.2, max_bank_size=2000).fit(query_bank=bank)
     assert large.agreement_["query"]["cosine"] >= 0.995
     assert InvGC(rho_q=1.0, max_bank_size=None).fit(query_bank=bank).agreement_ == {}
+
+
+def test_auto_falls_back_to_exact_search_where_approximate_does_not_pay(tmp_path, monkeypatch,
+                                                                        small_data):
+    from invgc_faiss import bank_search
+    monkeypatch.setattr(bank_search, "AUTO_MAX_TIME_RATIO", 0.0)  # approximate never pays
+    s = small_data
+    index = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       gallery_bank_index="IVF4,Flat", query_bank_index="HNSW8", rho_g=1.0,
+                       rho_q=1.0, pool_rate=0.1, bank_search_params="auto")
+    assert index.correction.bank_search_params_ == {"gallery": "exact", "query": "exact"}
+    assert all(type(faiss.downcast_index(off.bank_index)) is faiss.IndexFlatIP
+               for off in index.correction.offsets_)
+    exact = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       rho_g=1.0, rho_q=1.0, pool_rate=0.1)
+    index.add(s["xb"])
+    exact.add(s["xb"])
+    assert_array_equal(index.index.reconstruct_n(0, 300), exact.index.reconstruct_n(0, 300))
+    invgc_faiss.write_index(index, tmp_path / "e.invgc")
+    loaded = invgc_faiss.read_index(tmp_path / "e.invgc")
+    assert loaded.correction.bank_search_params_ == {"gallery": "exact", "query": "exact"}
+
+
+def test_only_the_banks_in_use_are_calibrated(small_data, monkeypatch):
+    from invgc_faiss import bank_search
+    monkeypatch.setattr(bank_search, "AUTO_MAX_TIME_RATIO", np.inf)
+    s = small_data
+    common = {"gallery_bank": s["bank_g"], "query_bank": s["bank_q"], "pool_rate": 0.1,
+              "gallery_bank_index": "IVF4,Flat", "query_bank_index": "IVF4,Flat"}
+    baked = InvGCIndex(faiss.IndexFlatIP(16), **common)  # defaults: query bank only
+    assert set(baked.correction.calibration_) == {"query"}
+    rerank = invgc_faiss.InvGCRerankIndex(faiss.IndexFlatIP(16), **common)  # rates may change
+    assert set(rerank.correction.calibration_) == {"gallery", "query"}

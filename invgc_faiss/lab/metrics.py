@@ -7,6 +7,8 @@ import math
 import faiss
 import numpy as np
 
+from ..heldout import skewness
+
 
 def ground_truth_ranks(I, ground_truth):
     """1-based rank of the best ground-truth item in each result row.
@@ -79,10 +81,9 @@ def hubness(I, n_items):
     counts = k_occurrence(I, n_items).astype(np.float64)
     total = counts.sum()
     centred = counts - counts.mean()
-    std = centred.std()
     n_hubs = max(1, math.ceil(0.01 * n_items))
     return {
-        "k_skewness": float(np.mean(centred ** 3) / std ** 3) if std > 0 else 0.0,
+        "k_skewness": skewness(counts),
         "robin_hood": float(np.abs(centred).sum() / (2 * total)) if total else 0.0,
         "hub_occurrence": float(np.sort(counts)[::-1][:n_hubs].sum() / total) if total else 0.0,
         "antihub_rate": float(np.mean(counts == 0)),
