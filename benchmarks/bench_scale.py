@@ -14,7 +14,8 @@ bank samples of 8,192 .. 256 rows, float16 rerank offsets -- the table gives the
 over exact, the offsets' mean cosine and norm ratio to the exact ones, whether the library
 warned, and R@1 of the test queries with its change against exact.
 
-``bigbank``: the same columns for exact vs "auto" IVF/HNSW on a generated 200k-row query bank
+``bigbank``: the same columns for exact vs "auto" IVF/HNSW on a generated 200k-row query bank,
+and for bank samples of 16,384 and 4,096 rows (the pool stays the same share of the bank)
 (scale data: R@1 is on generated pairs, no quality claim).
 
 ``build``: a generated cone-shaped gallery (scale data, not a quality claim) written to a .npy
@@ -196,6 +197,7 @@ def run_big_bank(args):
     params = {"rho_q": 1.0, "pool_rate": args.pool_rate, "max_bank_size": None}
     configs = [("exact", {}), (f"IVF{nlist} auto", {"query_bank_index": f"IVF{nlist},Flat"}),
                ("HNSW32 auto", {"query_bank_index": "HNSW32"})]
+    configs += [(f"sample {size}", {"max_bank_size": size}) for size in (16384, 4096)]
     print(f"data: {split.description}")
     print(f"projection form rho_q = 1, pool {args.pool_rate} (k = {int(args.pool_rate * m)}), "
           f"query bank only; add = correcting the {args.n_test} test gallery rows")

@@ -134,7 +134,7 @@ class InvGC:
         Which correction (:mod:`invgc_faiss.forms`). Default: ``"paper"`` when ``r_g``/``r_q``
         are given, else ``"projection"``.
     r_g, r_q : float >= 0, optional
-        The paper form's rates of the gallery-side and query-side banks (unset: 0.5 and 1.0).
+        The paper form's rates of the gallery-side and query-side banks (unset: 0.25 and 1.5).
         ``r_g = r_q = 0`` is the identity, exactly.
     rho_g, rho_q : float >= 0, optional
         The projection form's rates (unset: ``rho_q = 1``; ``rho_g = 0`` when a query bank is
