@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex, add_in_batches  # noqa: E402
+from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex, add_in_batches, forms  # noqa: E402
 from invgc_faiss.bank_search import offset_agreement  # noqa: E402
 from invgc_faiss.streaming import read_npy_batches  # noqa: E402
 from invgc_faiss.lab.synthetic import cone_vectors, make_cone_pairs  # noqa: E402
@@ -66,9 +66,10 @@ def reset_peak_rss():
 
 def offset_agreement_to(exact, correction, rows):
     """Mean cosine and mean norm ratio of ``correction``'s offsets of ``rows`` against the
-    ``exact`` correction's, over the banks both use."""
-    approx_offsets = correction.offsets(rows)[0]
-    exact_offsets = exact.offsets(rows)[0]
+    ``exact`` correction's, over the banks the rates use."""
+    used = forms.active_banks(correction.form_, correction.rates_)
+    approx_offsets = correction.offsets(rows, banks=used)[0]
+    exact_offsets = exact.offsets(rows, banks=used)[0]
     cosines, ratios = zip(*(offset_agreement(a, e) for a, e in zip(approx_offsets, exact_offsets)))
     return float(np.mean(cosines)), float(np.mean(ratios))
 
@@ -164,7 +165,8 @@ def run_banks(args):
                              tune_size=args.tune_size)
     paper, _ = tune_method("invgc_localadj", split.tune_queries, split.tune_gallery,
                            split.tune_bank_queries, split.tune_bank_gallery)
-    forms = [("paper", paper), ("projection", {"rho_q": 1.0, "pool_rate": 0.2})]
+    settings = [("paper", paper), ("projection", {"rho_q": 1.0, "pool_rate": 0.2})]
+    settings = [(label, params) for label, params in settings if label in args.forms]
     m = split.bank_gallery.shape[0]
     print(f"data: {split.description}")
     print(f"paper form tuned label-free: {paper}; projection form at the defaults (rho_q = 1, "
@@ -173,7 +175,7 @@ def run_banks(args):
           f"bank M = {m}; add = correcting {REPEAT} copies of the test gallery")
     timing_rows = np.tile(split.gallery, (REPEAT, 1))
     rows = []
-    for label, params in forms:
+    for label, params in settings:
         rows += measure_knobs(label, params, split, knob_settings(m), timing_rows,
                               lambda r: print(r, file=sys.stderr, flush=True))
         rows.append(float16_rows(label, params, split))
@@ -304,6 +306,8 @@ def main():
     banks.add_argument("--bank-size", type=int, default=20000)
     banks.add_argument("--tune-size", type=int, default=2000)
     banks.add_argument("--json", help="save the rows as JSON")
+    banks.add_argument("--forms", nargs="+", default=["paper", "projection"],
+                       choices=["paper", "projection"])
     big = sub.add_parser("bigbank")
     big.add_argument("--bank", type=int, default=200_000)
     big.add_argument("--n-test", type=int, default=5000)

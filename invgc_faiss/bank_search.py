@@ -91,6 +91,8 @@ KNOB_LADDERS = {"nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 40
 AUTO_MIN_COSINE = 0.999
 AUTO_MAX_NORM_ERROR = 0.01
 AUTO_SAMPLE = 256
+#: ... and when at most this share of them comes back with fewer than k neighbours
+AUTO_MAX_SHORT_ROWS = 0.005
 #: "auto" keeps an approximate search only if it takes less than this share of exact search's time
 AUTO_MAX_TIME_RATIO = 0.8
 #: The setting "auto" (or a per-bank dict) gives a bank whose approximate search does not pay
@@ -131,8 +133,9 @@ def calibrate(bank_index, bank, k, probes, offsets_of):
     """The cheapest accuracy knob setting whose offsets match exact search on ``probes``.
 
     Tries the knob's ladder (:data:`KNOB_LADDERS`) upward and returns the first value where the
-    probes' offsets have mean cosine >= :data:`AUTO_MIN_COSINE` to the exact offsets and mean
-    ``|norm ratio - 1|`` <= :data:`AUTO_MAX_NORM_ERROR`; the largest value tried if none passes
+    probes' offsets have mean cosine >= :data:`AUTO_MIN_COSINE` to the exact offsets, mean
+    ``|norm ratio - 1|`` <= :data:`AUTO_MAX_NORM_ERROR`, and at most :data:`AUTO_MAX_SHORT_ROWS`
+    of the probes got fewer than ``k`` neighbours; the largest value tried if none passes
     (for IVF the ladder ends at ``nlist``: exhaustive). If the passing setting does not search
     the probes in under :data:`AUTO_MAX_TIME_RATIO` of the exact search's time, approximate
     search does not pay at this bank size and the setting is ``"exact"``: the caller then uses
@@ -166,10 +169,13 @@ def calibrate(bank_index, bank, k, probes, offsets_of):
     report = {}
     for value in ladder:
         space.set_index_parameter(bank_index, knob, value)
-        cosine, ratio = offset_agreement(offsets_of(*bank_index.search(probes, k)), reference)
+        sims, nbrs = bank_index.search(probes, k)
+        cosine, ratio = offset_agreement(offsets_of(sims, nbrs), reference)
         report = {knob: value, "cosine": float(cosine.mean()),
-                  "norm_error": float(np.abs(ratio - 1).mean())}
-        if report["cosine"] >= AUTO_MIN_COSINE and report["norm_error"] <= AUTO_MAX_NORM_ERROR:
+                  "norm_error": float(np.abs(ratio - 1).mean()),
+                  "short_rows": float(np.mean((nbrs < 0).any(axis=1)))}
+        if (report["cosine"] >= AUTO_MIN_COSINE and report["norm_error"] <= AUTO_MAX_NORM_ERROR
+                and report["short_rows"] <= AUTO_MAX_SHORT_ROWS):
             break
     report["time_ratio"] = _search_seconds(bank_index, probes, k) / _search_seconds(exact, probes, k)
     if report["time_ratio"] >= AUTO_MAX_TIME_RATIO:
