@@ -137,8 +137,9 @@ class InvGC:
         The paper form's rates of the gallery-side and query-side banks (unset: 0.25 and 1.5).
         ``r_g = r_q = 0`` is the identity, exactly.
     rho_g, rho_q : float >= 0, optional
-        The projection form's rates (unset: ``rho_q = 1``; ``rho_g = 0`` when a query bank is
-        given -- the gallery bank is then not used -- and 1 when the gallery bank is alone).
+        The projection form's rates (unset: ``rho_q = 1``, ``rho_g = 0``: the gallery bank is not
+        used; with a gallery bank alone that is the identity, and a warning says so -- no untuned
+        gallery-side setting was safe in the defaults study).
     variant : {"localadj", "full"}
     pool_rate : float in (0, 1]
         LocalAdj neighbourhood as a share of each bank: ``k = max(1, floor(pool_rate * M))``.
@@ -256,6 +257,11 @@ class InvGC:
         self.bank_search_params_ = None
         self.calibration_ = {}
         self.agreement_ = {}
+        if names == ["gallery"] and given["gallery"][1 if self.form == "projection" else 0] is None \
+                and not any(rates):
+            warnings.warn("with a gallery bank alone the defaults leave vectors unchanged (no "
+                          "untuned setting was safe in the defaults study): pass a query bank, "
+                          "set rho_g, or use invgc_faiss.tune", UserWarning, stacklevel=3)
         if self.variant == "localadj":
             offsets = [LocalAdjOffset(b, self.pool_rate, s) for b, s in zip(banks, specs)]
             probes = self._probes(full_banks[0])

@@ -31,9 +31,11 @@ from .validation import check_rate
 FORMS = ("paper", "projection")
 RATE_NAMES = {"paper": ("r_g", "r_q"), "projection": ("rho_g", "rho_q")}
 
-#: Constructor defaults, chosen by the defaults study (README, benchmarks/defaults_study.py):
-#: projection, query bank only at rho_q = 1; with a gallery bank alone, rho_g = 1.
-PROJECTION_DEFAULTS = {"rho_q": 1.0, "rho_g_with_query_bank": 0.0, "rho_g_alone": 1.0}
+#: Constructor defaults, chosen by the defaults study (docs/results.md,
+#: benchmarks/defaults_study.py): projection, query bank only at rho_q = 1. With a gallery bank
+#: alone no untuned setting measured was safe (rho_g = 1 lost 0.8 R@1 in one direction, 0.5 and
+#: the paper form more), so the default there is the identity, with a warning.
+PROJECTION_DEFAULTS = {"rho_q": 1.0, "rho_g_with_query_bank": 0.0, "rho_g_alone": 0.0}
 #: Default grids of the label-free tuner, per form: they reach past each form's optimum
 #: (the paper form's peak lies near r ~ 1-1.5 at large pools; rho near 1)
 TUNING_GRIDS = {

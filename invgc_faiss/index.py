@@ -91,7 +91,8 @@ class InvGCIndex(faiss.IndexIDMap2):
     form, rho_g, rho_q, r_g, r_q
         Which correction and its rates (:mod:`invgc_faiss.forms`). Defaults, measured on six real
         retrieval directions: the projection form, ``rho_q = 1`` on the query bank only (with a
-        gallery bank alone, ``rho_g = 1``). Giving ``r_g``/``r_q`` selects the paper's form.
+        gallery bank alone, the identity and a warning). Giving ``r_g``/``r_q`` selects the paper's
+        form.
     variant, pool_rate, gallery_bank_index, query_bank_index, bank_search_params,
     max_bank_size, bank_seed, normalize_input, batch_size
         See :class:`invgc_faiss.correction.InvGC` (defaults ``pool_rate=0.2``,

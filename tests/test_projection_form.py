@@ -112,8 +112,11 @@ def test_defaults_are_projection_on_the_query_bank(data):
     assert both.correction.form_ == "projection"
     assert both.correction.rates_.tolist() == [0.0, 1.0]
     assert both.correction.pool_rate == 0.2
-    alone = InvGCIndex(faiss.IndexFlatIP(s["d"]), gallery_bank=s["bank_g"])
-    assert alone.correction.rates_.tolist() == [1.0]
+    with pytest.warns(UserWarning, match="gallery bank alone the defaults leave vectors unchanged"):
+        alone = InvGCIndex(faiss.IndexFlatIP(s["d"]), gallery_bank=s["bank_g"])
+    assert alone.correction.rates_.tolist() == [0.0]
+    alone.add(s["xb"])
+    assert_array_equal(alone.index.reconstruct_n(0, 200), s["xb"])
     paper = InvGCIndex(faiss.IndexFlatIP(s["d"]), query_bank=s["bank_q"], r_q=2.0)
     assert paper.correction.form_ == "paper"
 
