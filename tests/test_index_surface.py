@@ -288,7 +288,7 @@ def test_bank_index_may_be_ann(small_data):
     s = small_data
     exact = make("FlatIP", s)
     ann = make("FlatIP", s, gallery_bank_index="HNSW16", query_bank_index=faiss.IndexHNSWFlat(
-        s["d"], 16, IP))
+        s["d"], 16, IP), bank_search_params="efSearch=64")  # "auto" would pick exact search here
     exact.add(s["xb"])
     ann.add(s["xb"])
     assert isinstance(ann.correction.offsets_[0].bank_index, faiss.IndexHNSWFlat)
