@@ -39,6 +39,12 @@ from .index import InvGCIndex
 from .validation import as_float_matrix, as_unit_rows
 
 RECALL_KS = (1, 5, 10)
+RECALL_COLUMNS = ("R@1", "R@5", "R@10")
+
+
+def _cell(value, width):
+    """A number to one decimal, or "-" where it was not measured (a peer's R@K)."""
+    return f"{value:{width}.1f}" if value == value else "-".rjust(width)
 
 
 def _hits(ranks):
@@ -108,9 +114,8 @@ class TuneResult:
         else:
             lines = [f"held-out pairs: {self.n_holdout}  (R@K in %, sum = R@1+R@5+R@10, one "
                      "direction)", f"{'method':<12} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'sum':>7}  params"]
-            lines += [f"{row['method']:<12} {row['R@1']:6.1f} {row['R@5']:6.1f} "
-                      f"{row['R@10']:6.1f} {row['sum']:7.1f}  {json.dumps(row['params'])}"
-                      for row in self.rows]
+            lines += [f"{row['method']:<12} " + " ".join(_cell(row[k], 6) for k in RECALL_COLUMNS)
+                      + f" {row['sum']:7.1f}  {json.dumps(row['params'])}" for row in self.rows]
             lo, hi = self.gain_interval
             lines.append(f"gain over plain (cross-fitted): {self.gain:+.2f} "
                          f"[95% {lo:+.2f}, {hi:+.2f}]")

@@ -36,3 +36,15 @@ def test_demo_synthetic_says_so_and_saves_tables(tmp_path, capsys):
 def test_plot_is_written(tmp_path, capsys):
     run(tmp_path, capsys, "--plot", str(tmp_path / "k.png"))
     assert (tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_real_data_demo_path_runs_on_a_split_it_is_given(monkeypatch, capsys):
+    """``python -m invgc_faiss demo`` (the README's main command) down to the table, with the
+    embedding step replaced by generated pairs."""
+    from invgc_faiss.lab import cli
+    from invgc_faiss.lab.synthetic import make_cone_pairs
+
+    monkeypatch.setattr(cli, "load_split", lambda args, lang: make_cone_pairs(100, 400, 16, seed=3))
+    assert main(["demo", "--methods", "plain", "invgc_default"]) == 0
+    out = capsys.readouterr().out
+    assert "invgc_default" in out and "eng->deu" in out

@@ -120,7 +120,8 @@ def save_outputs(rows, args, description, columns=TABLE_COLUMNS):
 
 
 def run_evaluate(args):
-    files = (args.queries, args.gallery, args.query_bank, args.gallery_bank)
+    files = tuple(getattr(args, name, None)  # the demo has no file arguments
+                  for name in ("queries", "gallery", "query_bank", "gallery_bank"))
     truth = None
     if any(files):
         if not all(files):
