@@ -138,6 +138,13 @@ def test_cli_tune_prints_the_table_and_saves_json(files, tmp_path, capsys):
     assert saved["params"]["form"] in ("projection",) and saved["n_holdout"] == 150
 
 
+def test_cli_tune_on_unpaired_files_is_label_free(files, capsys):
+    np.save(files["gallery_bank"], np.load(files["gallery_bank"])[:1300])
+    assert main(["tune", "--query-bank", files["query_bank"], "--gallery-bank",
+                 files["gallery_bank"], "--forms", "projection"]) == 0
+    assert "label-free" in capsys.readouterr().out
+
+
 def test_cli_evaluate_on_files_both_directions_and_with_truth(files, tmp_path, capsys):
     common = ["evaluate", "--queries", files["queries"], "--gallery", files["gallery"],
               "--query-bank", files["query_bank"], "--gallery-bank", files["gallery_bank"],

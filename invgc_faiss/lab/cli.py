@@ -180,15 +180,16 @@ def run_rebalance(args):
 
 
 def run_tune(args):
-    """``invgc_faiss.tune`` on two paired .npy banks; prints its table."""
+    """``invgc_faiss.tune`` on two .npy banks (paired when their row counts match, unless
+    ``--unpaired``); prints its table."""
     from ..tuning import tune
-    from .user_data import check_paired, load_embeddings
+    from .user_data import load_embeddings
 
     query_bank = load_embeddings(args.query_bank)
     gallery_bank = load_embeddings(args.gallery_bank, query_bank.shape[1])
-    check_paired(query_bank, gallery_bank, args.query_bank, args.gallery_bank)
-    result = tune(query_bank, gallery_bank, forms=tuple(args.forms), holdout=args.holdout,
-                  seed=args.seed, methods=tuple(args.peers), progress=True)
+    result = tune(query_bank, gallery_bank, paired=False if args.unpaired else None,
+                  forms=tuple(args.forms), holdout=args.holdout, seed=args.seed,
+                  methods=tuple(args.peers), progress=True)
     print(result)
     if args.json:
         with open(args.json, "w") as f:
@@ -265,6 +266,9 @@ def build_parser():
     tune.add_argument("--query-bank", required=True, help="reference queries (m, d) .npy")
     tune.add_argument("--gallery-bank", required=True, help="reference gallery items (m, d) .npy, "
                                                             "row i matches query-bank row i")
+    tune.add_argument("--unpaired", action="store_true",
+                      help="the banks are not paired (label-free tuning by k-skewness); banks "
+                           "of different sizes are taken as unpaired anyway")
     tune.add_argument("--forms", nargs="+", default=["projection", "paper"],
                       choices=["projection", "paper"])
     tune.add_argument("--peers", nargs="*", default=[], choices=["nnn", "csls", "qb_norm", "dbnorm"],
