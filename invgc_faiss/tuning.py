@@ -33,7 +33,7 @@ import faiss
 import numpy as np
 
 from . import heldout
-from .forms import TUNING_GRIDS as GRIDS
+from .forms import RATE_NAMES, TUNING_GRIDS as GRIDS
 from .correction import DEFAULT_MAX_BANK_SIZE
 from .index import InvGCIndex
 from .validation import as_float_matrix, as_unit_rows
@@ -235,7 +235,7 @@ def _holdout_rows(m, holdout, max_holdout, rng, name):
 
 
 def _identity(form):
-    return {name: 0.0 for name in (("r_g", "r_q") if form == "paper" else ("rho_g", "rho_q"))}
+    return {name: 0.0 for name in RATE_NAMES[form]}
 
 
 def _choose_paired(candidates, plain_ranks, grids, rng, n_bootstrap):
