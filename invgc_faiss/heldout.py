@@ -20,6 +20,20 @@ def grid(param_grid):
     return [dict(zip(names, values)) for values in itertools.product(*param_grid.values())]
 
 
+def holdout_rows(m, holdout, max_holdout, rng, *, minimum, what):
+    """Sorted held-out and remaining row numbers of ``m`` rows, a seeded split.
+
+    ``holdout`` is a share of ``m`` (float) or a count (int), at most ``max_holdout``; both parts
+    must keep ``minimum`` rows, else ``ValueError`` naming ``what``. ``rng`` draws one
+    permutation."""
+    n_h = min(int(round(holdout * m)) if isinstance(holdout, float) else int(holdout), max_holdout)
+    if n_h < minimum or m - n_h < minimum:
+        raise ValueError(f"{what} needs at least {minimum} held-out rows and {minimum} bank rows; "
+                         f"{m} rows with holdout {holdout!r} give {n_h} and {m - n_h}")
+    order = rng.permutation(m)
+    return np.sort(order[:n_h]), np.sort(order[n_h:])
+
+
 def skewness(values):
     """Third standardized moment of ``values`` (n,) (0 when they are all equal)."""
     centred = np.asarray(values, dtype=np.float64) - np.mean(values)

@@ -196,10 +196,11 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
     if not forms or unknown:
         raise ValueError(f"forms must be a non-empty subset of {tuple(GRIDS)}, got {forms!r}")
     rng = np.random.default_rng(seed)
-    held_q, rest_q = _holdout_rows(query_bank.shape[0], holdout, max_holdout, rng, "query_bank")
+    held_q, rest_q = heldout.holdout_rows(query_bank.shape[0], holdout, max_holdout, rng,
+                                          minimum=50, what="tune (query_bank)")
     held_g, rest_g = ((held_q, rest_q) if paired else
-                      _holdout_rows(gallery_bank.shape[0], holdout, max_holdout, rng,
-                                    "gallery_bank"))
+                      heldout.holdout_rows(gallery_bank.shape[0], holdout, max_holdout, rng,
+                                           minimum=50, what="tune (gallery_bank)"))
     queries, gallery = query_bank[held_q], gallery_bank[held_g]
     bank_q, bank_g = query_bank[rest_q], gallery_bank[rest_g]
     grids = {form: {**GRIDS[form], **((grid or {}).get(form, {}))} for form in forms}
@@ -222,16 +223,6 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
     params = {"form": form, **params, "max_bank_size": max_bank_size}
     return TuneResult(params, rows, gain, interval, decision, time.perf_counter() - start,
                       queries.shape[0], (query_bank, gallery_bank))
-
-
-def _holdout_rows(m, holdout, max_holdout, rng, name):
-    """Sorted held-out and remaining row numbers of a bank of ``m`` rows."""
-    n_h = min(int(round(holdout * m)) if isinstance(holdout, float) else int(holdout), max_holdout)
-    if n_h < 50 or m - n_h < 50:
-        raise ValueError(f"tune needs at least 50 held-out rows and 50 bank rows; {name} has {m} "
-                         f"rows, holdout {holdout!r} gives {n_h} and {m - n_h}")
-    order = rng.permutation(m)
-    return np.sort(order[:n_h]), np.sort(order[n_h:])
 
 
 def _identity(form):

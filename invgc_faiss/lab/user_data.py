@@ -11,8 +11,9 @@ final banks -- the protocol of the real-data evaluation.
 """
 import numpy as np
 
-from .datasets import PairedSplit
+from ..heldout import holdout_rows
 from ..validation import as_float_matrix, as_unit_rows
+from .datasets import PairedSplit
 
 
 def load_embeddings(path, d=None, *, normalize=False):
@@ -79,12 +80,9 @@ def split_from_files(queries, gallery, query_bank, gallery_bank, *, truth=None, 
     else:
         check_paired(test_q, test_g, queries, gallery)
     m = bank_q.shape[0]
-    n_h = min(int(round(holdout * m)), max_holdout)
-    if n_h < 10 or m - n_h < 10:
-        raise ValueError(f"{query_bank}: {m} bank pairs are too few to hold out tuning pairs "
-                         f"(need 10 held out and 10 left)")
-    order = np.random.default_rng(seed).permutation(m)
-    held, rest = np.sort(order[:n_h]), np.sort(order[n_h:])
+    held, rest = holdout_rows(m, holdout, max_holdout, np.random.default_rng(seed), minimum=10,
+                              what=f"{query_bank} (label-free tuning)")
+    n_h = held.size
     split = PairedSplit(
         queries=test_q, gallery=test_g, bank_queries=bank_q, bank_gallery=bank_g,
         tune_queries=bank_q[held], tune_gallery=bank_g[held],
