@@ -300,17 +300,22 @@ class InvGC:
         sampled = off.bank.shape[0] < full.shape[0]
         if not sampled and knob is None:
             return
-        exact = LocalAdjOffset(full, self.pool_rate)
-        n_probes = min(probes.shape[0], REFERENCE_BUDGET // exact.k)
-        if n_probes < 16:
-            logger.info("%s bank: offsets of the knobs not checked (k = %d of the whole bank "
-                        "is too large for the check)", name, exact.k)
-            return
-        sample = probes[:n_probes]
-        cosine, ratio = offset_agreement(
-            off.offsets_from_search(*off.bank_index.search(sample, off.k)),
-            exact.offsets_from_search(*exact.bank_index.search(sample, exact.k)))
-        report = {"cosine": float(cosine.mean()), "norm_error": float(np.abs(ratio - 1).mean())}
+        if not sampled and name in self.calibration_:  # "auto" just made this very comparison
+            n_probes = probes.shape[0]
+            report = {key: self.calibration_[name][key] for key in ("cosine", "norm_error")}
+        else:
+            exact = LocalAdjOffset(full, self.pool_rate)
+            n_probes = min(probes.shape[0], REFERENCE_BUDGET // exact.k)
+            if n_probes < 16:
+                logger.info("%s bank: offsets of the knobs not checked (k = %d of the whole bank "
+                            "is too large for the check)", name, exact.k)
+                return
+            sample = probes[:n_probes]
+            cosine, ratio = offset_agreement(
+                off.offsets_from_search(*off.bank_index.search(sample, off.k)),
+                exact.offsets_from_search(*exact.bank_index.search(sample, exact.k)))
+            report = {"cosine": float(cosine.mean()),
+                      "norm_error": float(np.abs(ratio - 1).mean())}
         self.agreement_[name] = report
         if report["cosine"] < WARN_MIN_COSINE or report["norm_error"] > WARN_MAX_NORM_ERROR:
             knobs = ([f"max_bank_size ({off.bank.shape[0]} of {full.shape[0]} rows kept)"]
