@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from . import forms, kernels
+from . import forms, gpu, kernels
 from .bank_search import (AUTO_SAMPLE, EXACT, accuracy_knob, apply_search_params,
                           build_bank_index, calibrate, offset_agreement)
 from .validation import as_float_matrix, as_unit_rows, check_pool_rate, check_positive_int
@@ -68,16 +68,22 @@ class LocalAdjOffset:
     bank : ndarray of shape (M, d), float32, unit rows (validated by the caller)
     pool_rate : float in (0, 1]
     bank_index : None, str or faiss.Index -- see :func:`invgc_faiss.bank_search.build_bank_index`
+    device : {"cpu", "gpu"}, as resolved by :func:`invgc_faiss.gpu.resolve_device`
+        ``"gpu"`` moves an exact bank (``bank_index=None``) to the GPU (:class:`gpu.GpuBank`);
+        the CPU ``bank_index`` stays for the fit-time checks.
     """
 
-    def __init__(self, bank, pool_rate, bank_index=None):
+    def __init__(self, bank, pool_rate, bank_index=None, device="cpu"):
         self.bank = bank
         self.k = pool_size(pool_rate, bank.shape[0])
+        self.on_gpu = gpu.GpuBank(bank, self.k) if device == "gpu" and bank_index is None else None
         self.bank_index = build_bank_index(bank, bank_index)
 
     def __call__(self, x, offsets, degrees):
         """Write ``off(x)`` into ``offsets`` (n, d) and ``deg(x)`` into ``degrees`` (n,);
         return the number of bank neighbours found per row, int64 (n,)."""
+        if self.on_gpu is not None:
+            return self.on_gpu(x, offsets, degrees)
         sims, nbrs = self.bank_index.search(x, self.k)
         found = np.empty(x.shape[0], dtype=np.int64)
         kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets, degrees, found)
@@ -164,6 +170,10 @@ class InvGC:
         True: they are L2-normalized first (zero rows still raise).
     batch_size : int
         Rows corrected at once; bounds working memory to O(batch_size x (k + d)).
+    device : {"cpu", "gpu"}
+        ``"gpu"``: exact LocalAdj banks are searched and averaged on the GPU
+        (:mod:`invgc_faiss.gpu`); without a usable GPU a warning says why and the CPU runs it.
+        A placement, not a parameter of the result: files do not store it.
 
     Attributes
     ----------
@@ -175,6 +185,7 @@ class InvGC:
     agreement_ : dict, per bank with a sample or an approximate search: mean cosine and norm
         error of its offsets against exact search in the whole bank, on probe rows
     bank_names_ : list of str, ``"gallery"`` and/or ``"query"``
+    device_ : str, the device in use (``"cpu"`` when a GPU was asked for but cannot run)
     d_ : int
     gallery_mean_ : ndarray of shape (d,), float64 (full variant only; None for LocalAdj)
     """
@@ -183,7 +194,7 @@ class InvGC:
                  variant="localadj", pool_rate=DEFAULT_POOL_RATE, gallery_bank_index=None,
                  query_bank_index=None, bank_search_params=None,
                  max_bank_size=DEFAULT_MAX_BANK_SIZE, bank_seed=0, normalize_input=False,
-                 batch_size=16384):
+                 batch_size=16384, device="cpu"):
         self.form, given = forms.resolve_form(form, r_g, r_q, rho_g, rho_q)
         self.r_g, self.r_q = (given["gallery"], given["query"]) if self.form == "paper" else (None, None)
         self.rho_g, self.rho_q = (given["gallery"], given["query"]) if self.form == "projection" else (None, None)
@@ -199,6 +210,9 @@ class InvGC:
         self.bank_seed = int(bank_seed)
         self.normalize_input = bool(normalize_input)
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        if device not in gpu.DEVICES:
+            raise ValueError(f"device must be one of {gpu.DEVICES}, got {device!r}")
+        self.device = device
         self.offsets_ = None
         self._warned_short = False
 
@@ -262,8 +276,10 @@ class InvGC:
             warnings.warn("with a gallery bank alone the defaults leave vectors unchanged (no "
                           "untuned setting was safe in the defaults study): pass a query bank, "
                           "set rho_g, or use invgc_faiss.tune", UserWarning, stacklevel=3)
+        self.device_ = gpu.resolve_device(self.device) if self.variant == "localadj" else "cpu"
         if self.variant == "localadj":
-            offsets = [LocalAdjOffset(b, self.pool_rate, s) for b, s in zip(banks, specs)]
+            offsets = [LocalAdjOffset(b, self.pool_rate, s, self.device_)
+                       for b, s in zip(banks, specs)]
             probes = self._probes(full_banks[0])
             searched = (range(len(offsets)) if all_banks
                         else forms.active_banks(self.form, rates))

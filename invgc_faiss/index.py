@@ -23,11 +23,13 @@ Thread safety goes beyond faiss's: any number of threads may ``search`` while ot
 ``remove_ids`` or ``reset``: a readers-writer lock (:mod:`invgc_faiss.locking`) lets searches run
 together and gives each writer's short commit exclusive access, so every search sees the index
 before or after a whole batch, never half of it. (faiss itself allows concurrent searches only.)
-Calls made directly on ``index.index`` bypass the lock.
+Calls made directly on ``index.index`` bypass the lock. Over a GPU inner index (``device="gpu"``)
+searches take turns too: faiss's GPU indexes and resources are not thread-safe.
 """
 import faiss
 import numpy as np
 
+from . import gpu
 from .correction import DEFAULT_MAX_BANK_SIZE, DEFAULT_POOL_RATE, InvGC
 from .item_table import ItemTable
 from .locking import ReadWriteLock
@@ -100,6 +102,12 @@ class InvGCIndex(faiss.IndexIDMap2):
         queries are never modified either way.
     keep_originals : bool
         Also keep each added vector as given (d float32 per item), for :meth:`get_originals`.
+    device : {"cpu", "gpu"}
+        ``"gpu"``: the inner index is copied to GPU 0 (``faiss.index_cpu_to_gpu``) and exact
+        LocalAdj banks are searched there (:mod:`invgc_faiss.gpu`); needs faiss with GPU support
+        and PyTorch with CUDA, else a RuntimeWarning says why and everything stays on the CPU.
+        ``faiss.write_index`` cannot write a GPU index; :func:`invgc_faiss.write_index` writes
+        its CPU copy. ``remove_ids`` raises where the GPU index does not support it (flat).
     correction : InvGC, optional
         An already fitted correction (persistence uses this); the bank and rate arguments are then
         ignored.
@@ -118,6 +126,8 @@ class InvGCIndex(faiss.IndexIDMap2):
         Per-item ``degrees`` (n_banks columns) and, if kept, ``originals``, in internal order.
     sequential_ids : bool or None
         True after ``add``, False after ``add_with_ids``, None while empty.
+    device_ : str
+        ``"gpu"`` when the inner index is a GPU index, else ``"cpu"``.
     """
 
     #: whether search-time rates need every bank's offsets (rerank mode) or only the used ones
@@ -128,15 +138,20 @@ class InvGCIndex(faiss.IndexIDMap2):
     items = None
     keep_originals = None
     sequential_ids = None
+    device_ = None
     _lock = None
 
     def __init__(self, index, *, gallery_bank=None, query_bank=None, form=None, rho_g=None,
                  rho_q=None, r_g=None, r_q=None, variant="localadj", pool_rate=DEFAULT_POOL_RATE,
                  gallery_bank_index=None, query_bank_index=None, bank_search_params=None,
                  max_bank_size=DEFAULT_MAX_BANK_SIZE, bank_seed=0, normalize_input=False,
-                 keep_originals=False, batch_size=16384, correction=None, alignment=None):
+                 keep_originals=False, batch_size=16384, device="cpu", correction=None,
+                 alignment=None):
         given = index
         inner = _unwrap_inner(index)
+        device = gpu.resolve_device(device)
+        if device == "gpu" and not gpu.is_gpu_index(inner):
+            inner = gpu.index_to_gpu(inner)
         if alignment is not None and alignment.d_ is None:
             raise ValueError(f"the {type(alignment).__name__} is not fitted: call fit() first")
         if alignment is not None and alignment.d_ != inner.d:
@@ -152,13 +167,14 @@ class InvGCIndex(faiss.IndexIDMap2):
                                query_bank_index=query_bank_index,
                                bank_search_params=bank_search_params, max_bank_size=max_bank_size,
                                bank_seed=bank_seed, normalize_input=normalize_input,
-                               batch_size=batch_size)
+                               batch_size=batch_size, device=device)
             correction.fit(gallery_bank=gallery_bank, query_bank=query_bank, d=inner.d,
                            all_banks=self._searches_all_banks)
         elif correction.d_ != inner.d:
             raise ValueError(f"correction has dimension {correction.d_}, inner index has d = {inner.d}")
         super().__init__(inner)
-        self.referenced_objects.append(given)
+        self.referenced_objects.extend([given, inner])
+        self.device_ = "gpu" if gpu.is_gpu_index(inner) else "cpu"
         self.correction = correction
         self.alignment = alignment
         self.keep_originals = bool(keep_originals)
@@ -208,6 +224,7 @@ class InvGCIndex(faiss.IndexIDMap2):
                 raise ValueError(f"item column {name!r} is missing or has the wrong shape")
         faiss.IndexIDMap2.index.__set__(self, inner)
         self.referenced_objects = [inner]
+        self.device_ = "gpu" if gpu.is_gpu_index(inner) else "cpu"
         self.metric_type = inner.metric_type
         self.metric_arg = inner.metric_arg
         self.is_trained = inner.is_trained
@@ -353,14 +370,18 @@ class InvGCIndex(faiss.IndexIDMap2):
         gallery. ``k > ntotal`` pads with ``I = -1`` as faiss does."""
         x = self._aligned_queries(as_float_matrix(x, self.d, name="queries", allow_empty=True))
         k = check_positive_int(k, "k")
-        with self._lock.reading():
+        with self._searching():
             return super().search(x, k, params=params, D=D, I=I)
 
     def range_search(self, x, thresh, *, params=None):
         """``lims, D, I = index.range_search(x, thresh)`` over the corrected gallery."""
         x = self._aligned_queries(as_float_matrix(x, self.d, name="queries", allow_empty=True))
-        with self._lock.reading():
+        with self._searching():
             return super().range_search(x, thresh, params=params)
+
+    def _searching(self):
+        """The lock side a search takes: shared, or exclusive over a GPU inner index."""
+        return self._lock.writing() if self.device_ == "gpu" else self._lock.reading()
 
     # ---- inspection -----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ import struct
 import faiss
 import numpy as np
 
+from . import gpu
 from .atomic import write_atomically
 from .correction import InvGC
 from .index import InvGCIndex
@@ -48,7 +49,8 @@ def _is_default_bank_index(bank_index):
 
 def _payload_arrays(index):
     correction = index.correction
-    arrays = {"inner": faiss.serialize_index(index.index), "ids": index.stored_ids()}
+    arrays = {"inner": faiss.serialize_index(gpu.index_to_cpu(index.index)),
+              "ids": index.stored_ids()}
     for name, column in index.items.columns.items():
         arrays[f"item_{name}"] = column
     for name, off in zip(correction.bank_names_, correction.offsets_):
@@ -135,13 +137,16 @@ def _read_checked(path):
     return header, payload
 
 
-def read_index(path):
+def read_index(path, device="cpu"):
     """Read an :class:`InvGCIndex` written by :func:`write_index`.
 
-    Raises ``ValueError`` for a file that is not one, is truncated, corrupt, or of another format
-    version. Search results of the loaded index equal those of the saved one.
+    ``device="gpu"`` puts the inner index and the exact banks on the GPU (as the constructor's
+    ``device``; files never store the device, so an index written from a GPU loads on a CPU-only
+    machine). Raises ``ValueError`` for a file that is not one, is truncated, corrupt, or of
+    another format version. Search results of the loaded index equal those of the saved one.
     """
     path = os.fspath(path)
+    device = gpu.resolve_device(device)
     header, payload = _read_checked(path)
     with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
@@ -149,7 +154,8 @@ def read_index(path):
     bank_indexes = {f"{name}_bank_index": faiss.deserialize_index(arrays[f"bank_index_{name}"])
                     for name in names if f"bank_index_{name}" in arrays}
     # files from before bank sampling had a default: whole banks
-    correction = InvGC(**{"max_bank_size": None, **header["params"]}, **bank_indexes)
+    correction = InvGC(**{"max_bank_size": None, **header["params"]}, **bank_indexes,
+                       device=device)
     correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names},
                    all_banks=header.get("mode") == "rerank")
     if "gallery_mean" in arrays:
@@ -163,8 +169,9 @@ def read_index(path):
     if aligned is not None:
         extra["alignment"] = Alignment(arrays.get("alignment_query"), arrays.get("alignment_gallery"),
                                        d=aligned["d"], name=aligned["name"])
+    inner = faiss.deserialize_index(arrays["inner"])
     index = cls.restore(
-        faiss.deserialize_index(arrays["inner"]), arrays["ids"], correction,
+        gpu.index_to_gpu(inner) if device == "gpu" else inner, arrays["ids"], correction,
         keep_originals=header["keep_originals"], columns=columns,
         sequential_ids=header["sequential_ids"], **extra,
     )

@@ -202,7 +202,7 @@ class InvGCRerankIndex(InvGCIndex):
         l2 = self.metric_type == faiss.METRIC_L2
         D_out = np.full((n, k), np.inf if l2 else -np.inf, dtype=np.float32)
         I_out = np.full((n, k), -1, dtype=np.int64)
-        with self._lock.reading():
+        with self._searching():
             n_candidates = min(self.ntotal, k * self.k_factor)
             if n and n_candidates:
                 raw, positions = self._candidates(x, n_candidates, params)
