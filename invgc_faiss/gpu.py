@@ -30,14 +30,14 @@ def unavailable_reason():
     """Why the GPU path cannot run here (a sentence), or None when it can."""
     if not hasattr(faiss, "StandardGpuResources"):
         return "this faiss build has no GPU support (install faiss-gpu-cu12 instead of faiss-cpu)"
-    if faiss.get_num_gpus() < 1:
-        return "faiss sees no GPU"
     try:
         import torch
     except ImportError:
         return "PyTorch is not installed (the GPU offsets are gathered with torch)"
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available():  # asked first: older faiss GPU builds abort without a driver
         return "PyTorch sees no CUDA device"
+    if faiss.get_num_gpus() < 1:
+        return "faiss sees no GPU"
     return None
 
 

@@ -22,6 +22,17 @@ needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="PyTorch is not installed")
 
 
+def separated(x, banks, pool_rate, gap=1e-5):
+    """Rows whose float64 top-k is not a near-tie at rank k in any bank (gap to rank k + 1 above
+    ``gap``): there the float32 searches of CPU and GPU must pick the reference's neighbours."""
+    keep = np.ones(x.shape[0], bool)
+    for bank in banks:
+        k = max(1, int(np.floor(pool_rate * bank.shape[0])))
+        s = -np.sort(-(x.astype(np.float64) @ bank.T.astype(np.float64)), axis=1)
+        keep &= s[:, k - 1] - s[:, k] > gap
+    return keep
+
+
 @pytest.fixture
 def data():
     rng = np.random.default_rng(5)
@@ -93,7 +104,9 @@ def test_gpu_bank_offsets_match_the_cpu_bank_and_the_dense_reference(data):
     cpu(s["xb"], *expected)
     assert_allclose(got[0], expected[0], atol=TOL)
     assert_allclose(got[1], expected[1], rtol=TOL)
-    assert_allclose(got[0], ref.localadj_offset(s["xb"], s["bank_q"], 0.05), atol=TOL)
+    rows = separated(s["xb"], [s["bank_q"]], 0.05)
+    assert rows.mean() > 0.9
+    assert_allclose(got[0][rows], ref.localadj_offset(s["xb"], s["bank_q"], 0.05)[rows], atol=TOL)
 
 
 @needs_gpu
@@ -111,7 +124,9 @@ def test_gpu_index_matches_the_cpu_index_and_the_dense_reference(data, rates):
         used = [(b, rates[k]) for b, k in ((s["bank_g"], "rho_g"), (s["bank_q"], "rho_q"))
                 if rates.get(k)]
         expected = ref.projection_invgc(s["xb"], [b for b, _ in used], [r for _, r in used], 0.05)
-    assert_allclose(stored, expected, atol=TOL)
+    rows = separated(s["xb"], [s["bank_g"], s["bank_q"]], 0.05)
+    assert rows.mean() > 0.9
+    assert_allclose(stored[rows], expected[rows], atol=TOL)
     cpu = build(s, "cpu", **rates)
     cpu.add(s["xb"])
     d_gpu, i_gpu = index.search(s["xq"], 10)
