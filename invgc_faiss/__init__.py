@@ -7,10 +7,11 @@ from .correction import InvGC
 from .index import InvGCIndex, index_factory
 from .persistence import read_index, write_index
 from .rerank import InvGCRerankIndex
-from .streaming import add_in_batches
+from .streaming import add_in_batches, transform_in_batches
 from .tuning import TuneResult, tune
 
 __version__ = "0.1.0"
 
 __all__ = ["InvGC", "InvGCIndex", "InvGCRerankIndex", "TuneResult", "add_in_batches",
-           "index_factory", "read_index", "tune", "write_index", "__version__"]
+           "index_factory", "read_index", "transform_in_batches", "tune", "write_index",
+           "__version__"]

@@ -6,7 +6,9 @@ anything with ``len`` and slicing) or takes an iterable of batches (:func:`read_
 reads a ``.npy`` file without mapping it), and adds batch after batch: working memory stays
 O(batch), and the corrected vectors go straight into the inner index. Each batch is
 validated and added atomically; if one is refused, every earlier batch stays added and the error
-names the batch's first row.
+names the batch's first row. :func:`transform_in_batches` writes the corrected vectors to an
+output array instead (e.g. a ``.npy`` memory map) for tools that build their own index from files,
+such as autofaiss.
 """
 import numpy as np
 
@@ -88,3 +90,43 @@ def add_in_batches(index, source, *, ids=None, batch_size=65536, progress=None):
         if progress is not None:
             progress(len(batch), total)
     return added
+
+
+def transform_in_batches(correction, source, out, *, batch_size=65536, progress=None):
+    """Write the corrected rows of a gallery into ``out``, batch by batch.
+
+    ``out[i] = correction.transform(source[i])`` (an InvGC or any object with ``transform``);
+    working memory stays O(batch). For a file another tool indexes::
+
+        out = np.lib.format.open_memmap("corrected/part0.npy", "w+", np.float32, source.shape)
+        transform_in_batches(index.correction, np.load("gallery.npy", mmap_mode="r"), out)
+        out.flush()
+
+    Parameters
+    ----------
+    correction : fitted InvGC (``InvGCIndex.correction``)
+    source : array_like of shape (n, d) or an iterable of (b, d) batches
+    out : writable array of shape (n, d), float32 (``np.memmap`` included)
+    batch_size : int
+    progress : callable(n_done_increment, total or None), optional
+
+    Returns
+    -------
+    int : rows written
+    """
+    total = len(source) if hasattr(source, "__len__") else None
+    written = 0
+    for start, batch in iter_batches(source, batch_size):
+        if start + len(batch) > len(out):
+            raise ValueError(f"out has {len(out)} rows, the source has more (batch starting at "
+                             f"row {start})")
+        try:
+            out[start:start + len(batch)] = correction.transform(batch)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"batch starting at row {start}: {exc}") from exc
+        written += len(batch)
+        if progress is not None:
+            progress(len(batch), total)
+    if written != len(out):
+        raise ValueError(f"the source had {written} rows, out has {len(out)}")
+    return written

@@ -7,7 +7,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 import dense_reference as ref
 import invgc_faiss
 from invgc_faiss import InvGC, InvGCIndex
-from invgc_faiss.streaming import add_in_batches
+from invgc_faiss.streaming import add_in_batches, transform_in_batches
 
 
 def test_bank_search_params_are_applied_and_persisted(tmp_path, small_data):
@@ -80,6 +80,24 @@ def test_add_in_batches_from_generator_with_ids_and_a_bad_batch(small_data):
     with pytest.raises(ValueError, match="batch starting at row 200: x contains NaN"):
         add_in_batches(index, batches, ids=np.arange(300) + 7)
     assert_array_equal(index.stored_ids(), np.arange(200) + 7)  # earlier batches stay
+
+
+def test_transform_in_batches_writes_the_corrected_rows_to_a_npy_memmap(tmp_path, small_data):
+    s = small_data
+    np.save(tmp_path / "gallery.npy", s["xb"])
+    index = InvGCIndex(faiss.IndexFlatIP(16), query_bank=s["bank_q"])
+    index.add(s["xb"])
+    out = np.lib.format.open_memmap(tmp_path / "corrected.npy", "w+", np.float32, (300, 16))
+    assert transform_in_batches(index.correction, np.load(tmp_path / "gallery.npy", mmap_mode="r"),
+                                out, batch_size=70) == 300
+    out.flush()
+    assert_array_equal(np.load(tmp_path / "corrected.npy"), index.index.reconstruct_n(0, 300))
+    with pytest.raises(ValueError, match="the source had 300 rows, out has 301"):
+        transform_in_batches(index.correction, s["xb"], np.empty((301, 16), np.float32))
+    bad = s["xb"].copy()
+    bad[150, 3] = np.inf
+    with pytest.raises(ValueError, match="batch starting at row 140"):
+        transform_in_batches(index.correction, bad, np.empty((300, 16), np.float32), batch_size=70)
 
 
 def test_read_npy_batches(tmp_path, small_data):
