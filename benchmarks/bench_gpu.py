@@ -34,14 +34,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 RATES = {"r_g": 0.25, "r_q": 1.5}
 
-
-def make_data(n, m, d, seed=0):
-    from invgc_faiss.lab.synthetic import cone_vectors
-
-    rng = np.random.default_rng(seed)
-    axis = cone_vectors(1, d, rng=rng, spread=1.0)[0]
-    return (cone_vectors(n, d, rng=rng, axis=axis), cone_vectors(m, d, rng=rng, axis=axis),
-            cone_vectors(m, d, rng=rng, axis=axis))
+from bench_add import make_data  # noqa: E402 (the same generated cone data as bench_add)
 
 
 def floor_seconds(x, banks, k, batch_size):

