@@ -5,6 +5,7 @@
 """
 from .correction import InvGC
 from .index import InvGCIndex, index_factory
+from .knob_check import KnobReport, check_knobs
 from .persistence import read_index, write_index
 from .rerank import InvGCRerankIndex
 from .streaming import add_in_batches, transform_in_batches
@@ -12,6 +13,7 @@ from .tuning import TuneResult, tune
 
 __version__ = "0.1.0"
 
-__all__ = ["InvGC", "InvGCIndex", "InvGCRerankIndex", "TuneResult", "add_in_batches",
+__all__ = ["InvGC", "InvGCIndex", "InvGCRerankIndex", "KnobReport", "TuneResult", "add_in_batches",
+           "check_knobs",
            "index_factory", "read_index", "transform_in_batches", "tune", "write_index",
            "__version__"]
