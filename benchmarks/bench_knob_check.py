@@ -1,6 +1,7 @@
 """Does check_knobs predict what a scale knob costs? Held-out dR@1 against test dR@1, one run.
 
     python benchmarks/bench_knob_check.py                 # about 10 minutes on 2 cores (data extra)
+    python benchmarks/bench_knob_check.py choose          # about 15 minutes: choose, then verify
 
 For each data set and correction, every knob setting is scored twice:
   held-out   invgc_faiss.check_knobs on the reference pairs alone (what a user can run): dR@1
@@ -11,6 +12,11 @@ Data: real English->German verses (20,175 bank pairs; projection form at the def
 r_q 1.5, pool 0.05) and generated cone pairs with a 200,000-row bank (projection form, pools 0.001
 and 0.01) -- the settings of bench_scale.py banks/bigbank where offset agreement, the check behind
 "auto", did and did not track R@1.
+
+``choose``: on the generated 200k bank, ``check_knobs`` over nprobe and efSearch ladders picks
+``report.cheapest(max_loss=0.5)`` from the reference pairs alone; that setting is then fitted on
+the whole bank and measured on the test split against exact bank search (R@1 change, speed-up of
+correcting the 5,000 test gallery rows).
 """
 import argparse
 import json
@@ -51,11 +57,43 @@ def synthetic_cases():
             for pool in (0.001, 0.01)]
 
 
+def choose_and_verify(args):
+    import invgc_faiss
+    from invgc_faiss.knob_check import ladder
+
+    out = []
+    for label, split, params, _ in synthetic_cases():
+        nlist = int(4 * np.sqrt(split.bank_queries.shape[0]))
+        knobs = {**ladder(f"IVF{nlist},Flat", values=(16, 32, 64, 128, 256)),
+                 **ladder("HNSW32", values=(32, 64, 128, 256, 512))}
+        report = invgc_faiss.check_knobs(split.bank_queries, split.bank_gallery, knobs,
+                                         params=params)
+        print(label, flush=True)
+        print(report, flush=True)
+        choice = report.cheapest(max_loss=0.5)
+        chosen = next(row for row in report.rows if row["knob"] == choice)
+        test = measure_knobs(label, {**params, "max_bank_size": None}, split,
+                             [("exact", {}), (chosen["name"], choice)], split.gallery, lambda r: None)
+        row = {"case": label, "chosen": chosen["name"], "heldout_dR@1": chosen["dR@1"],
+               "heldout_speed_up": chosen["speed_up"], "test_dR@1": test[1]["dR@1"],
+               "test_speed_up": test[1]["speed_up"], "report": report.to_dict()}
+        out.append(row)
+        print(f"chosen {chosen['name']}: held-out dR@1 {chosen['dR@1']:+.2f} at "
+              f"{chosen['speed_up']:.2f}x; test dR@1 {row['test_dR@1']:+.2f} at "
+              f"{row['test_speed_up']:.2f}x less correction time", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", choices=("compare", "choose"), default="compare")
     parser.add_argument("--json", default=None)
     parser.add_argument("--only", choices=("real", "synthetic"), default=None)
     args = parser.parse_args()
+    if args.mode == "choose":
+        return choose_and_verify(args)
 
     import invgc_faiss
 

@@ -210,9 +210,7 @@ class InvGC:
         self.bank_seed = int(bank_seed)
         self.normalize_input = bool(normalize_input)
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        if device not in gpu.DEVICES:
-            raise ValueError(f"device must be one of {gpu.DEVICES}, got {device!r}")
-        self.device = device
+        self.device = gpu.check_device(device)
         self.offsets_ = None
         self._warned_short = False
 

@@ -41,12 +41,17 @@ def unavailable_reason():
     return None
 
 
+def check_device(device):
+    """``device`` if it is one of :data:`DEVICES`, else ``ValueError``."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    return device
+
+
 def resolve_device(device):
     """The device that will run: ``device`` itself, or ``"cpu"`` with a RuntimeWarning naming
     the reason when ``"gpu"`` cannot run here."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "gpu":
+    if check_device(device) == "gpu":
         reason = unavailable_reason()
         if reason is not None:
             warnings.warn(f"device='gpu' asked for, but {reason}: running on the CPU (same "
@@ -114,9 +119,9 @@ def knn(queries, bank, k):
     args.outDistances = _pointer(sims, faiss.cast_integer_to_float_ptr)
     args.outIndices = _pointer(nbrs, faiss.cast_integer_to_idx_t_ptr)
     args.outIndicesType = faiss.IndicesDataType_I64
-    args.device = queries.device.index
-    res = resources()
     device = queries.device.index
+    args.device = device
+    res = resources()
     previous = res.getDefaultStream(device)
     res.setDefaultStream(device, faiss.cast_integer_to_cudastream_t(
         torch.cuda.current_stream(queries.device).cuda_stream))

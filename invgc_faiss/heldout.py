@@ -34,6 +34,13 @@ def holdout_rows(m, holdout, max_holdout, rng, *, minimum, what):
     return np.sort(order[:n_h]), np.sort(order[n_h:])
 
 
+def bootstrap_interval(values, rng, n_bootstrap):
+    """95 % bootstrap interval ``(low, high)`` of the mean of per-query ``values`` (n,):
+    the 2.5th and 97.5th percentiles of ``n_bootstrap`` resampled means."""
+    means = values[rng.integers(0, values.size, size=(n_bootstrap, values.size))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def skewness(values):
     """Third standardized moment of ``values`` (n,) (0 when they are all equal)."""
     centred = np.asarray(values, dtype=np.float64) - np.mean(values)

@@ -36,7 +36,7 @@ from . import heldout
 from .forms import RATE_NAMES, TUNING_GRIDS as GRIDS
 from .correction import DEFAULT_MAX_BANK_SIZE
 from .index import InvGCIndex
-from .validation import as_float_matrix, as_unit_rows
+from .validation import as_unit_banks
 
 RECALL_KS = (1, 5, 10)
 RECALL_COLUMNS = ("R@1", "R@5", "R@10")
@@ -178,11 +178,7 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
     TuneResult
     """
     start = time.perf_counter()
-    query_bank = as_unit_rows(as_float_matrix(query_bank, name="query_bank"), name="query_bank",
-                              normalize=normalize_input)
-    gallery_bank = as_unit_rows(as_float_matrix(gallery_bank, query_bank.shape[1],
-                                                name="gallery_bank"),
-                                name="gallery_bank", normalize=normalize_input)
+    query_bank, gallery_bank = as_unit_banks(query_bank, gallery_bank, normalize=normalize_input)
     same_rows = query_bank.shape[0] == gallery_bank.shape[0]
     paired = same_rows if paired is None else bool(paired)
     if paired and not same_rows:
@@ -242,8 +238,7 @@ def _choose_paired(candidates, plain_ranks, grids, rng, n_bootstrap):
                      "sum": float(hits[best].mean()), "params": candidates[best][1]})
     form, params, _ = candidates[int(np.argmax(hits.mean(axis=1)))]
     gains = _cross_fitted_gains(hits, plain_hits, rng)
-    means = gains[rng.integers(0, gains.size, size=(n_bootstrap, gains.size))].mean(axis=1)
-    interval = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+    interval = heldout.bootstrap_interval(gains, rng, n_bootstrap)
     if interval[0] <= 0:
         decision = (f"do-no-harm: the gain's 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}] "
                     "reaches 0, so the identity (the plain index) is chosen")

@@ -91,6 +91,17 @@ def as_unit_rows(x, *, name="x", normalize=False):
     return x
 
 
+def as_unit_banks(query_bank, gallery_bank, *, normalize=False):
+    """Both reference banks validated as :func:`as_unit_rows` matrices of one dimension ``d``
+    (the query bank's); returns ``(query_bank, gallery_bank)``."""
+    query_bank = as_unit_rows(as_float_matrix(query_bank, name="query_bank"), name="query_bank",
+                              normalize=normalize)
+    gallery_bank = as_unit_rows(as_float_matrix(gallery_bank, query_bank.shape[1],
+                                                name="gallery_bank"),
+                                name="gallery_bank", normalize=normalize)
+    return query_bank, gallery_bank
+
+
 def as_ids(ids, n, *, name="ids"):
     """Convert ids to an int64 vector of length ``n`` and check them.
 

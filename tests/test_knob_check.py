@@ -1,10 +1,12 @@
 """check_knobs: held-out R@1 of InvGC under scale-knob settings against exact InvGC, on pairs."""
+import faiss
 import numpy as np
 import pytest
 
 import dense_reference as ref
 import invgc_faiss
 from invgc_faiss import heldout
+from invgc_faiss.knob_check import ladder
 from invgc_faiss.lab.synthetic import make_cone_pairs
 
 PARAMS = {"rho_q": 1.0, "pool_rate": 0.2}
@@ -55,3 +57,32 @@ def test_bad_arguments(pairs):
         invgc_faiss.check_knobs(qb, gb, {})
     with pytest.raises(ValueError, match="at least 50 held-out rows"):
         invgc_faiss.check_knobs(qb, gb, {"x": {}}, holdout=10)
+
+
+def test_a_ladder_shares_one_bank_index_and_cheapest_picks_within_the_loss(pairs, monkeypatch):
+    import invgc_faiss.knob_check as knob_check
+
+    qb, gb = pairs
+    builds = []
+    real_build = knob_check.build_bank_index
+    monkeypatch.setattr(knob_check, "build_bank_index",
+                        lambda bank, spec: builds.append(spec) or real_build(bank, spec))
+    knobs = {**ladder("IVF16,Flat", values=(1, 4, 16)), "IVF auto": {"query_bank_index": "IVF16,Flat"},
+             "sample 64": {"max_bank_size": 64}}
+    report = invgc_faiss.check_knobs(qb, gb, knobs, params=PARAMS, holdout=300)
+    assert builds == ["IVF16,Flat"]  # built once for the four IVF settings
+    rows = {row["name"]: row for row in report.rows}
+    assert rows["IVF16,Flat nprobe=16"]["dR@1"] == 0  # every list probed: exact
+    auto = rows["IVF auto"]["knob"]
+    assert auto["query_bank_index"] == "IVF16,Flat" and auto["bank_search_params"]
+    choice = report.cheapest(max_loss=0.5)
+    chosen = next(row for row in report.rows if row["knob"] == choice)
+    assert chosen["dR@1_interval"][0] >= -0.5
+    assert all(row["speed_up"] <= chosen["speed_up"] for row in report.rows
+               if row["dR@1_interval"][0] >= -0.5)
+    index = invgc_faiss.InvGCIndex(faiss.IndexFlatIP(32), query_bank=qb, **PARAMS, **choice)
+    assert index.correction.bank_search_params_ == choice.get("bank_search_params")
+    with pytest.raises(ValueError, match="max_loss"):
+        report.cheapest(max_loss=-1)
+    with pytest.raises(ValueError, match="no accuracy knob"):
+        ladder("Flat")
