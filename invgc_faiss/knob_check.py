@@ -7,7 +7,9 @@ cosine of 0.9995 cost 0.6 R@1; on generated cone pairs 0.9994 cost 2.4. With pai
 banks, :func:`check_knobs` measures the ranking itself. It holds out pairs, corrects the held-out
 gallery rows once with exact bank search over whole banks (the reference) and once per knob
 setting, and reports each setting's held-out R@1, its change against the reference with a paired
-bootstrap 95 % interval, and the speed-up of the correction.
+bootstrap 95 % interval, and the speed-up of the correction. :func:`ladder` lists the settings
+of one approximate bank index; :meth:`KnobReport.cheapest` picks the fastest one that the
+held-out pairs vouch for.
 """
 import time
 import warnings
