@@ -145,6 +145,21 @@ def test_cli_tune_on_unpaired_files_is_label_free(files, capsys):
     assert "label-free" in capsys.readouterr().out
 
 
+def test_cli_check_knobs_prints_the_report_and_the_choice(files, tmp_path, capsys):
+    out = tmp_path / "knobs.json"
+    assert main(["check-knobs", "--query-bank", files["query_bank"], "--gallery-bank",
+                 files["gallery_bank"], "--ladder", "IVF16,Flat", "--sample", "256",
+                 "--params", '{"rho_q": 1.0, "pool_rate": 0.2}', "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "IVF16,Flat nprobe=1 " in printed and "sample 256" in printed
+    assert "fastest within 0.5 R@1" in printed
+    names = [row["name"] for row in json.loads(out.read_text())["rows"]]
+    assert names[0] == "exact" and "IVF16,Flat nprobe=16" in names
+    assert main(["check-knobs", "--query-bank", files["query_bank"], "--gallery-bank",
+                 files["gallery_bank"]]) == 2
+    assert "name settings to check" in capsys.readouterr().err
+
+
 def test_cli_evaluate_on_files_both_directions_and_with_truth(files, tmp_path, capsys):
     common = ["evaluate", "--queries", files["queries"], "--gallery", files["gallery"],
               "--query-bank", files["query_bank"], "--gallery-bank", files["gallery_bank"],

@@ -5,6 +5,8 @@
     python -m invgc_faiss evaluate --query-lang eng --gallery-lang deu [--json F] [--csv F] [--plot F]
     python -m invgc_faiss rebalance --gallery-lang deu --noise 0 0.5 1 2 --low-resource swh
     python -m invgc_faiss tune --query-bank Q.npy --gallery-bank G.npy [--json F]
+    python -m invgc_faiss check-knobs --query-bank Q.npy --gallery-bank G.npy --ladder HNSW32 \
+        [--auto IVF1024,Flat] [--sample 4096] [--params '{"rho_q": 1}'] [--max-loss 0.5] [--json F]
     python -m invgc_faiss evaluate --queries TQ.npy --gallery TG.npy --query-bank Q.npy \
         --gallery-bank G.npy [--truth T.npy] [--methods ...] [--json F] [--csv F] [--plot F]
 
@@ -197,6 +199,38 @@ def run_tune(args):
     return 0
 
 
+def run_check_knobs(args):
+    """``invgc_faiss.check_knobs`` on two paired .npy banks: the settings named by ``--ladder``
+    (every knob value of a bank index), ``--auto`` (its "auto" calibration) and ``--sample``;
+    prints the table and the fastest setting within ``--max-loss``."""
+    from ..knob_check import check_knobs, ladder
+    from .user_data import load_embeddings
+
+    query_bank = load_embeddings(args.query_bank)
+    gallery_bank = load_embeddings(args.gallery_bank, query_bank.shape[1])
+    bank = f"{args.bank}_bank_index"
+    knobs = {}
+    for spec in args.ladder:
+        knobs.update(ladder(spec, bank=args.bank))
+    knobs.update({f"{spec} auto": {bank: spec} for spec in args.auto})
+    knobs.update({f"sample {size}": {"max_bank_size": size} for size in args.sample})
+    if not knobs:
+        raise ValueError("name settings to check: --ladder, --auto and/or --sample")
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--params is not JSON: {exc}") from None
+    report = check_knobs(query_bank, gallery_bank, knobs, params=params, holdout=args.holdout,
+                         seed=args.seed)
+    print(report)
+    print(f"fastest within {args.max_loss} R@1 (interval's lower end): "
+          f"{json.dumps(report.cheapest(args.max_loss))}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report.to_dict(), f, indent=1)
+    return 0
+
+
 def run_synthetic(args):
     split = make_cone_pairs(args.n_test, args.n_bank, args.dim, seed=args.seed)
     print(f"data: {split.description}")
@@ -277,6 +311,26 @@ def build_parser():
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--json", help="save the result as JSON")
     tune.set_defaults(run=run_tune)
+    knobs = sub.add_parser("check-knobs", help="what scale knobs cost in held-out R@1 on your "
+                                               "paired banks, against exact InvGC")
+    knobs.add_argument("--query-bank", required=True, help="reference queries (m, d) .npy")
+    knobs.add_argument("--gallery-bank", required=True, help="reference gallery items (m, d) .npy, "
+                       "row i paired with query row i")
+    knobs.add_argument("--ladder", nargs="*", default=[], metavar="FACTORY",
+                       help="bank index factory strings whose nprobe/efSearch values to try")
+    knobs.add_argument("--auto", nargs="*", default=[], metavar="FACTORY",
+                       help="bank index factory strings calibrated by bank_search_params='auto'")
+    knobs.add_argument("--sample", nargs="*", type=int, default=[], metavar="ROWS",
+                       help="bank sample sizes (max_bank_size)")
+    knobs.add_argument("--bank", choices=["query", "gallery"], default="query",
+                       help="which bank the index settings apply to")
+    knobs.add_argument("--params", default="{}", help="the correction, as JSON InvGC keywords "
+                       "(default: the defaults), e.g. '{\"rho_q\": 1.0, \"pool_rate\": 0.01}'")
+    knobs.add_argument("--max-loss", type=float, default=0.5)
+    knobs.add_argument("--holdout", type=float, default=0.1, help="share of pairs held out")
+    knobs.add_argument("--seed", type=int, default=0)
+    knobs.add_argument("--json", help="save the report as JSON")
+    knobs.set_defaults(run=run_check_knobs)
     rebalance = sub.add_parser(
         "rebalance", help="imbalance stress test: alignments +- InvGC, cross- and single-side")
     add_data(rebalance, bank_size=20000, tune_size=2000, test_books=TEST_BOOKS,
