@@ -337,7 +337,8 @@ class InvGC:
             message = (f"the {name} bank's offsets drift from exact search (mean cosine "
                        f"{report['cosine']:.4f}, norm error {100 * report['norm_error']:.1f}% "
                        f"on {n_probes} bank rows): results may lose accuracy; raise "
-                       f"{' or '.join(knobs)}")
+                       f"{' or '.join(knobs)}, or measure the cost on paired reference data "
+                       "with invgc_faiss.check_knobs")
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _set_bank_search_params(self, offsets, names, probes, searched):

@@ -219,7 +219,8 @@ def test_a_small_bank_sample_is_checked_against_the_whole_bank():
     from conftest import cone
     rng = np.random.default_rng(4)
     bank = cone(rng, 4000, 32, 0.3)
-    with pytest.warns(RuntimeWarning, match=r"raise max_bank_size \(40 of 4000 rows kept\)"):
+    with pytest.warns(RuntimeWarning, match=r"raise max_bank_size \(40 of 4000 rows kept\), "
+                                            r"or measure .*check_knobs"):
         small = InvGC(rho_q=1.0, pool_rate=0.2, max_bank_size=40).fit(query_bank=bank)
     assert small.agreement_["query"]["cosine"] < 0.995
     import warnings
