@@ -29,6 +29,23 @@ def iter_batches(source, batch_size):
             start += batch.shape[0] if batch.ndim else 0
 
 
+def for_each_batch(source, batch_size, apply, progress=None):
+    """Call ``apply(start_row, batch)`` on each batch of ``source`` (see :func:`iter_batches`);
+    a ``ValueError``/``TypeError`` it raises is re-raised naming the batch's first row. Returns
+    the rows done; ``progress(n_done_increment, total or None)`` after each batch."""
+    total = len(source) if hasattr(source, "__len__") else None
+    done = 0
+    for start, batch in iter_batches(source, batch_size):
+        try:
+            apply(start, batch)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"batch starting at row {start}: {exc}") from exc
+        done += len(batch)
+        if progress is not None:
+            progress(len(batch), total)
+    return done
+
+
 def read_npy_batches(path, batch_size):
     """Yield row batches of a 2-D ``.npy`` file by plain reads (not a memory map, whose touched
     pages would stay in the resident set): memory stays one batch.
@@ -76,20 +93,13 @@ def add_in_batches(index, source, *, ids=None, batch_size=65536, progress=None):
     -------
     int : rows added
     """
-    total = len(source) if hasattr(source, "__len__") else None
-    added = 0
-    for start, batch in iter_batches(source, batch_size):
-        try:
-            if ids is None:
-                index.add(batch)
-            else:
-                index.add_with_ids(batch, np.asarray(ids[start:start + len(batch)]))
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"batch starting at row {start}: {exc}") from exc
-        added += len(batch)
-        if progress is not None:
-            progress(len(batch), total)
-    return added
+    def add(start, batch):
+        if ids is None:
+            index.add(batch)
+        else:
+            index.add_with_ids(batch, np.asarray(ids[start:start + len(batch)]))
+
+    return for_each_batch(source, batch_size, add, progress)
 
 
 def transform_in_batches(correction, source, out, *, batch_size=65536, progress=None):
@@ -114,19 +124,12 @@ def transform_in_batches(correction, source, out, *, batch_size=65536, progress=
     -------
     int : rows written
     """
-    total = len(source) if hasattr(source, "__len__") else None
-    written = 0
-    for start, batch in iter_batches(source, batch_size):
+    def write(start, batch):
         if start + len(batch) > len(out):
-            raise ValueError(f"out has {len(out)} rows, the source has more (batch starting at "
-                             f"row {start})")
-        try:
-            out[start:start + len(batch)] = correction.transform(batch)
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"batch starting at row {start}: {exc}") from exc
-        written += len(batch)
-        if progress is not None:
-            progress(len(batch), total)
+            raise ValueError(f"out has {len(out)} rows, the source has more")
+        out[start:start + len(batch)] = correction.transform(batch)
+
+    written = for_each_batch(source, batch_size, write, progress)
     if written != len(out):
         raise ValueError(f"the source had {written} rows, out has {len(out)}")
     return written

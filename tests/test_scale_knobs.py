@@ -94,6 +94,9 @@ def test_transform_in_batches_writes_the_corrected_rows_to_a_npy_memmap(tmp_path
     assert_array_equal(np.load(tmp_path / "corrected.npy"), index.index.reconstruct_n(0, 300))
     with pytest.raises(ValueError, match="the source had 300 rows, out has 301"):
         transform_in_batches(index.correction, s["xb"], np.empty((301, 16), np.float32))
+    with pytest.raises(ValueError, match="batch starting at row 280: out has 299 rows, the source"):
+        transform_in_batches(index.correction, s["xb"], np.empty((299, 16), np.float32),
+                             batch_size=70)
     bad = s["xb"].copy()
     bad[150, 3] = np.inf
     with pytest.raises(ValueError, match="batch starting at row 140"):
