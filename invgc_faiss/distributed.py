@@ -71,8 +71,11 @@ def build_distributed(client, index, source, *, chunk_size=100_000, progress=Non
         raise ValueError("train the index before build_distributed")
     from_path = isinstance(source, str)
     n = np.load(source, mmap_mode="r").shape[0] if from_path else len(source)
+    # hash=False: a fresh key per build. With content hashing, two builds of equal payloads share
+    # one key, and the first build's release can drop the data the second one's tasks still need
+    # ("lost dependencies", seen once in CI)
     payload = client.scatter((index.correction, faiss.serialize_index(index.index)),
-                             broadcast=True)
+                             broadcast=True, hash=False)
     futures = []
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
