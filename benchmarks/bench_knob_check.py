@@ -13,7 +13,8 @@ r_q 1.5, pool 0.05) and generated cone pairs with a 200,000-row bank (projection
 and 0.01) -- the settings of bench_scale.py banks/bigbank where offset agreement, the check behind
 "auto", did and did not track R@1.
 
-``choose``: on the generated 200k bank, ``check_knobs`` over nprobe and efSearch ladders picks
+``choose``: on the generated 200k bank, ``check_knobs`` over nprobe, efSearch and k_factor_rf
+(projected banks "Proj32", "Proj64") ladders picks
 ``report.cheapest(max_loss=0.5)`` from the reference pairs alone; that setting is then fitted on
 the whole bank and measured on the test split against exact bank search (R@1 change, speed-up of
 correcting the 5,000 test gallery rows).
@@ -41,6 +42,7 @@ def real_cases():
                                         "bank_search_params": f"nprobe={p}"} for p in (16, 64)}
     knobs[f"IVF{nlist} auto"] = {"query_bank_index": f"IVF{nlist},Flat"}
     knobs["HNSW32 efSearch=64"] = {"query_bank_index": "HNSW32", "bank_search_params": "efSearch=64"}
+    knobs["Proj128 auto"] = {"query_bank_index": "Proj128"}
     knobs.update({f"sample {s}": {"max_bank_size": s} for s in (4096, 1024, 256)})
     return [("real eng-deu, projection", split, {"rho_q": 1.0, "pool_rate": 0.2}, knobs),
             ("real eng-deu, paper", split, {"r_g": 0.0, "r_q": 1.5, "pool_rate": 0.05}, knobs)]
@@ -52,7 +54,8 @@ def synthetic_cases():
     split = make_cone_pairs(n_test=5000, n_bank=200000, d=384, seed=0)
     nlist = int(4 * np.sqrt(split.bank_queries.shape[0]))
     knobs = {f"IVF{nlist} auto": {"query_bank_index": f"IVF{nlist},Flat"},
-             "HNSW32 auto": {"query_bank_index": "HNSW32"}, "sample 16384": {"max_bank_size": 16384}}
+             "HNSW32 auto": {"query_bank_index": "HNSW32"}, "Proj32 auto": {"query_bank_index": "Proj32"},
+             "Proj64 auto": {"query_bank_index": "Proj64"}, "sample 16384": {"max_bank_size": 16384}}
     return [(f"generated 200k bank, pool {pool}", split, {"rho_q": 1.0, "pool_rate": pool}, knobs)
             for pool in (0.001, 0.01)]
 
@@ -65,7 +68,8 @@ def choose_and_verify(args):
     for label, split, params, _ in synthetic_cases():
         nlist = int(4 * np.sqrt(split.bank_queries.shape[0]))
         knobs = {**ladder(f"IVF{nlist},Flat", values=(16, 32, 64, 128, 256)),
-                 **ladder("HNSW32", values=(32, 64, 128, 256, 512))}
+                 **ladder("HNSW32", values=(32, 64, 128, 256, 512)),
+                 **ladder("Proj32", values=(1, 2, 4)), **ladder("Proj64", values=(1, 2, 4))}
         report = invgc_faiss.check_knobs(split.bank_queries, split.bank_gallery, knobs,
                                          params=params)
         print(label, flush=True)

@@ -9,12 +9,14 @@
 ``banks``: InvGC LocalAdj on the real benchmark split, in both forms (paper: rates tuned
 label-free; projection: the defaults), for each scale knob that changes offsets -- exact
 IndexFlatIP bank search, IVF at several nprobe and "auto", HNSW at several efSearch and "auto",
+projected banks ("Proj64"/"Proj128": top k from a 64/128-d projection, reranked exactly) on "auto",
 bank samples of 8,192 .. 256 rows, float16 rerank offsets -- the table gives the time to correct
 10 copies of the test gallery (19,740 rows, so fixed costs do not dominate) and its speed-up
 over exact, the offsets' mean cosine and norm ratio to the exact ones, whether the library
 warned, and R@1 of the test queries with its change against exact.
 
-``bigbank``: the same columns for exact vs "auto" IVF/HNSW on a generated 200k-row query bank,
+``bigbank``: the same columns for exact vs "auto" IVF/HNSW/Proj32/Proj64 on a generated 200k-row
+query bank,
 and for bank samples of 16,384 and 4,096 rows (the pool stays the same share of the bank)
 (scale data: R@1 is on generated pairs, no quality claim).
 
@@ -85,6 +87,8 @@ def knob_settings(m, sizes=(8192, 4096, 1024, 256)):
     configs += [(f"HNSW32 efSearch={e}", {**hnsw, "bank_search_params": f"efSearch={e}"})
                 for e in (64, 256)]
     configs += [("HNSW32 auto", hnsw)]
+    configs += [(f"Proj{p} auto", {"gallery_bank_index": f"Proj{p}", "query_bank_index": f"Proj{p}"})
+                for p in (64, 128)]
     configs += [(f"sample {size}", {"max_bank_size": size}) for size in sizes if size < m]
     return configs
 
@@ -199,6 +203,7 @@ def run_big_bank(args):
     params = {"rho_q": 1.0, "pool_rate": args.pool_rate, "max_bank_size": None}
     configs = [("exact", {}), (f"IVF{nlist} auto", {"query_bank_index": f"IVF{nlist},Flat"}),
                ("HNSW32 auto", {"query_bank_index": "HNSW32"})]
+    configs += [(f"Proj{p} auto", {"query_bank_index": f"Proj{p}"}) for p in (32, 64)]
     configs += [(f"sample {size}", {"max_bank_size": size}) for size in (16384, 4096)]
     print(f"data: {split.description}")
     print(f"projection form rho_q = 1, pool {args.pool_rate} (k = {int(args.pool_rate * m)}), "

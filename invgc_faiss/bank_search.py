@@ -4,12 +4,16 @@ The bank index answers ``sims, nbrs = bank_index.search(x, k)`` with inner-produ
 similarities (``nbrs == -1`` where an approximate index finds fewer than ``k``). By default it is an exact ``IndexFlatIP`` (BLAS blocks + heap selection inside faiss);
 any faiss index with ``METRIC_INNER_PRODUCT`` over the bank rows may replace it (IVF, HNSW, PQ:
 an approximate search trades bank-top-k recall for speed; its accuracy knobs -- ``nprobe``,
-``efSearch`` -- are set on that index as usual in faiss).
+``efSearch`` -- are set on that index as usual in faiss). The spec ``"Proj{m}"`` builds a
+projected bank index (:mod:`invgc_faiss.projected_bank`: top k from an m-dimensional projection,
+reranked exactly; knob ``k_factor_rf``).
 """
 import time
 
 import faiss
 import numpy as np
+
+from . import projected_bank
 
 
 def build_bank_index(bank, spec=None):
@@ -19,8 +23,11 @@ def build_bank_index(bank, spec=None):
     ----------
     bank : ndarray of shape (M, d), float32, unit rows
     spec : None, str or faiss.Index
-        ``None``: exact ``IndexFlatIP``. ``str``: a faiss factory string, built with
-        ``METRIC_INNER_PRODUCT``, trained on the bank and filled with it. ``faiss.Index``: an
+        ``None``: exact ``IndexFlatIP``. ``"Proj{m}"``: a projected bank index
+        (:func:`invgc_faiss.projected_bank.projected_bank_index`). Another ``str``: a faiss
+        factory string, built with ``METRIC_INNER_PRODUCT``, trained on the bank and filled with
+        it (mind that faiss's ``PCA`` centres queries too, which changes an inner-product
+        ranking: use ``"Proj{m}"`` for a projection). ``faiss.Index``: an
         inner-product index of dimension ``d``, either empty (it is trained if needed and filled with
         the bank) or already holding exactly the ``M`` bank rows in order.
 
@@ -31,6 +38,8 @@ def build_bank_index(bank, spec=None):
     m, d = bank.shape
     if spec is None:
         index = faiss.IndexFlatIP(d)
+    elif projected_bank.projected_dimension(spec) is not None:
+        return projected_bank.projected_bank_index(bank, projected_bank.projected_dimension(spec))
     elif isinstance(spec, str):
         try:
             index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
@@ -61,8 +70,9 @@ def build_bank_index(bank, spec=None):
 
 def apply_search_params(indexes, search_params):
     """Set accuracy knobs on bank indexes, faiss ``ParameterSpace`` syntax: ``"nprobe=16"`` (IVF),
-    ``"efSearch=128"`` (HNSW), comma-separated. More probes / a wider beam give a higher
-    bank-top-k recall for more time. Each knob is set on every index that has it; a knob that no
+    ``"efSearch=128"`` (HNSW), ``"k_factor_rf=2"`` (a refined index such as ``"Proj{m}"``),
+    comma-separated. More probes / a wider beam / more candidates give a higher bank-top-k recall
+    for more time. Each knob is set on every index that has it; a knob that no
     index has raises ``ValueError``."""
     space = faiss.ParameterSpace()
     for item in search_params.split(","):
@@ -86,7 +96,8 @@ def apply_search_params(indexes, search_params):
 
 #: Accuracy knob of each approximate bank index family and the values "auto" tries, cheapest first
 KNOB_LADDERS = {"nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
-                "efSearch": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)}
+                "efSearch": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+                projected_bank.KNOB: (1, 2, 4, 8, 16)}
 #: "auto" accepts a setting when the sample's offsets agree with exact search this well
 AUTO_MIN_COSINE = 0.999
 AUTO_MAX_NORM_ERROR = 0.01
@@ -100,12 +111,15 @@ EXACT = "exact"
 
 
 def accuracy_knob(index):
-    """``"nprobe"`` (IVF), ``"efSearch"`` (HNSW) or None (exact or no knob) for a bank index."""
+    """``"nprobe"`` (IVF), ``"efSearch"`` (HNSW), ``"k_factor_rf"`` (a refined index without
+    either, such as ``"Proj{m}"``) or None (exact or no knob) for a bank index."""
     index = faiss.downcast_index(index)
     if faiss.try_extract_index_ivf(index) is not None:
         return "nprobe"
     if isinstance(index, (faiss.IndexHNSW, faiss.IndexBinaryHNSW)) or hasattr(index, "hnsw"):
         return "efSearch"
+    if isinstance(index, faiss.IndexRefine):
+        return projected_bank.KNOB
     return None
 
 

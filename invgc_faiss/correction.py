@@ -151,10 +151,12 @@ class InvGC:
         LocalAdj neighbourhood as a share of each bank: ``k = max(1, floor(pool_rate * M))``.
         Default 0.2.
     gallery_bank_index, query_bank_index : None, str or faiss.Index
-        LocalAdj bank search (default exact ``IndexFlatIP``; see ``bank_search``).
+        LocalAdj bank search (default exact ``IndexFlatIP``; see ``bank_search``): a faiss
+        factory string (``"IVF1024,Flat"``, ``"HNSW32"``), ``"Proj{m}"`` (top k from an
+        m-dimensional projection, reranked exactly: :mod:`invgc_faiss.projected_bank`) or an index.
     bank_search_params : None, "auto", str or dict
         Accuracy knobs of approximate bank indexes, faiss ParameterSpace syntax
-        (``"nprobe=16"``, ``"efSearch=128"``), for every bank index, or per bank
+        (``"nprobe=16"``, ``"efSearch=128"``, ``"k_factor_rf=2"``), for every bank index, or per bank
         (``{"query": "nprobe=32"}``). ``None`` (default) or ``"auto"``: each approximate bank
         index gets the cheapest setting whose offsets on a sample of bank rows match exact search
         (mean cosine >= 0.999, mean norm error <= 1 %; :func:`invgc_faiss.bank_search.calibrate`);

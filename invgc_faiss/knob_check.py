@@ -20,6 +20,7 @@ import numpy as np
 from . import heldout
 from .bank_search import KNOB_LADDERS, accuracy_knob, build_bank_index
 from .correction import InvGC
+from .projected_bank import KNOB as PROJECTED_KNOB, projected_dimension
 from .validation import as_unit_banks
 
 
@@ -140,10 +141,13 @@ def ladder(spec, *, bank="query", values=None):
     "efSearch=16"}, ...}`` over ``values`` (default: the values "auto" tries,
     :data:`invgc_faiss.bank_search.KNOB_LADDERS`; for IVF those below ``nlist``, then ``nlist``).
     The index is built once for all of them."""
-    index = faiss.index_factory(8, spec, faiss.METRIC_INNER_PRODUCT)
-    knob = accuracy_knob(index)
+    if projected_dimension(spec) is not None:
+        index, knob = None, PROJECTED_KNOB
+    else:
+        index = faiss.index_factory(8, spec, faiss.METRIC_INNER_PRODUCT)
+        knob = accuracy_knob(index)
     if knob is None:
-        raise ValueError(f"{spec!r} has no accuracy knob (nprobe, efSearch) to try")
+        raise ValueError(f"{spec!r} has no accuracy knob (nprobe, efSearch, k_factor_rf) to try")
     if values is None:
         values = list(KNOB_LADDERS[knob])
         if knob == "nprobe":

@@ -317,7 +317,8 @@ def build_parser():
     knobs.add_argument("--gallery-bank", required=True, help="reference gallery items (m, d) .npy, "
                        "row i paired with query row i")
     knobs.add_argument("--ladder", nargs="*", default=[], metavar="FACTORY",
-                       help="bank index factory strings whose nprobe/efSearch values to try")
+                       help="bank index specs whose nprobe/efSearch/k_factor_rf values to try "
+                            "(faiss factory strings, or Proj{m})")
     knobs.add_argument("--auto", nargs="*", default=[], metavar="FACTORY",
                        help="bank index factory strings calibrated by bank_search_params='auto'")
     knobs.add_argument("--sample", nargs="*", type=int, default=[], metavar="ROWS",
