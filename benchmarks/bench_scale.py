@@ -105,9 +105,11 @@ def measure_knobs(label, params, split, configs, timing_rows, log):
             warnings.simplefilter("always")
             correction.fit(split.bank_gallery, split.bank_queries)
             correction.correct(timing_rows[:64])  # warm
-            start = time.perf_counter()
-            correction.correct(timing_rows)
-            correct_s = time.perf_counter() - start
+            correct_s = np.inf
+            for _ in range(2):  # best of two: this 2-core machine's timings vary run to run
+                start = time.perf_counter()
+                correction.correct(timing_rows)
+                correct_s = min(correct_s, time.perf_counter() - start)
         warned = any(issubclass(w.category, RuntimeWarning) for w in caught)
         exact = exact or (correction, correct_s)
         cosine, ratio = offset_agreement_to(exact[0], correction, gallery)
