@@ -105,6 +105,9 @@ KNOB_LADDERS = {"nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 40
 AUTO_MIN_COSINE = 0.99995
 AUTO_MAX_NORM_ERROR = 0.002
 AUTO_SAMPLE = 256
+#: ... and times it against exact search on this many rows: on a batch of 256, exact search's
+#: BLAS blocks are too small, and a setting "faster" there was slower than exact at add time
+AUTO_TIMING_ROWS = 2048
 #: ... and when at most this share of them comes back with fewer than k neighbours
 AUTO_MAX_SHORT_ROWS = 0.005
 #: "auto" keeps an approximate search only if it takes less than this share of exact search's time
@@ -146,7 +149,7 @@ def offset_agreement(approx, exact):
     return cosine, ratio
 
 
-def calibrate(bank_index, bank, k, probes, offsets_of):
+def calibrate(bank_index, bank, k, probes, offsets_of, timing_rows=None):
     """The cheapest accuracy knob setting whose offsets match exact search on ``probes``.
 
     Tries the knob's ladder (:data:`KNOB_LADDERS`) upward and returns the first value where the
@@ -154,7 +157,7 @@ def calibrate(bank_index, bank, k, probes, offsets_of):
     ``|norm ratio - 1|`` <= :data:`AUTO_MAX_NORM_ERROR`, and at most :data:`AUTO_MAX_SHORT_ROWS`
     of the probes got fewer than ``k`` neighbours; the largest value tried if none passes
     (for IVF the ladder ends at ``nlist``: exhaustive). If the passing setting does not search
-    the probes in under :data:`AUTO_MAX_TIME_RATIO` of the exact search's time, approximate
+    ``timing_rows`` in under :data:`AUTO_MAX_TIME_RATIO` of the exact search's time, approximate
     search does not pay at this bank size and the setting is ``"exact"``: the caller then uses
     an exact ``IndexFlatIP`` instead.
 
@@ -165,6 +168,9 @@ def calibrate(bank_index, bank, k, probes, offsets_of):
     k : int
     probes : ndarray of shape (n, d), float32, rows like the gallery's
     offsets_of : callable(sims, nbrs) -> offsets (n, d)
+    timing_rows : ndarray of shape (t, d), float32, or None (the probes)
+        Rows on which the chosen setting is timed against exact search (a batch of the size
+        ``add`` sees: :data:`AUTO_TIMING_ROWS`).
 
     Returns
     -------
@@ -194,13 +200,15 @@ def calibrate(bank_index, bank, k, probes, offsets_of):
         if (report["cosine"] >= AUTO_MIN_COSINE and report["norm_error"] <= AUTO_MAX_NORM_ERROR
                 and report["short_rows"] <= AUTO_MAX_SHORT_ROWS):
             break
-    report["time_ratio"] = _search_seconds(bank_index, probes, k) / _search_seconds(exact, probes, k)
+    timing_rows = probes if timing_rows is None else timing_rows
+    report["time_ratio"] = (_search_seconds(bank_index, timing_rows, k)
+                            / _search_seconds(exact, timing_rows, k))
     if report["time_ratio"] >= AUTO_MAX_TIME_RATIO:
         return EXACT, report
     return f"{knob}={report[knob]}", report
 
 
-def _search_seconds(index, probes, k, repeats=3):
+def _search_seconds(index, probes, k, repeats=2):
     """Best of ``repeats`` wall times of one search of ``probes``."""
     times = []
     for _ in range(repeats):

@@ -35,8 +35,8 @@ import warnings
 import numpy as np
 
 from . import forms, gpu, kernels
-from .bank_search import (AUTO_SAMPLE, EXACT, accuracy_knob, apply_search_params,
-                          build_bank_index, calibrate, offset_agreement)
+from .bank_search import (AUTO_SAMPLE, AUTO_TIMING_ROWS, EXACT, accuracy_knob,
+                          apply_search_params, build_bank_index, calibrate, offset_agreement)
 from .validation import as_float_matrix, as_unit_rows, check_pool_rate, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -283,7 +283,8 @@ class InvGC:
             probes = self._probes(full_banks[0])
             searched = (range(len(offsets)) if all_banks
                         else forms.active_banks(self.form, rates))
-            self._set_bank_search_params(offsets, names, probes, searched)
+            self._set_bank_search_params(offsets, names, probes, searched,
+                                         lambda: self._probes(full_banks[0], AUTO_TIMING_ROWS))
             for b in searched:
                 self._check_agreement(names[b], offsets[b], full_banks[b], probes)
         else:
@@ -300,11 +301,11 @@ class InvGC:
                     self.form, names, [b.shape[0] for b in banks], rates)
         return self
 
-    def _probes(self, bank):
-        """A seeded sample of ``AUTO_SAMPLE`` rows of the first full bank (the gallery bank when
-        given: rows like the gallery's), on which bank-search and sampling knobs are checked."""
+    def _probes(self, bank, n=AUTO_SAMPLE):
+        """A seeded sample of ``n`` rows of the first full bank (the gallery bank when given:
+        rows like the gallery's), on which bank-search and sampling knobs are checked."""
         rng = np.random.default_rng(self.bank_seed)
-        rows = np.sort(rng.choice(bank.shape[0], min(AUTO_SAMPLE, bank.shape[0]), replace=False))
+        rows = np.sort(rng.choice(bank.shape[0], min(n, bank.shape[0]), replace=False))
         return np.ascontiguousarray(bank[rows])
 
     def _check_agreement(self, name, off, full, probes):
@@ -343,12 +344,13 @@ class InvGC:
                        "with invgc_faiss.check_knobs")
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
-    def _set_bank_search_params(self, offsets, names, probes, searched):
+    def _set_bank_search_params(self, offsets, names, probes, searched, timing_rows):
         """Apply ``bank_search_params``: a string to every bank index, a dict per bank, or
         ``"auto"`` (the default for approximate bank indexes) -- calibrated, for the banks
         ``searched``, against exact search (in the bank as used) on the probe rows; a bank whose
-        approximate search does not pay gets ``"exact"``, an exact flat index. The settings in
-        force are kept in ``bank_search_params_``."""
+        approximate search does not pay (timed on the rows ``timing_rows()`` returns) gets
+        ``"exact"``, an exact flat index. The settings in force are kept in
+        ``bank_search_params_``."""
         spec = self.bank_search_params
         if isinstance(spec, str) and spec != "auto":
             apply_search_params([off.bank_index for off in offsets], spec)
@@ -373,7 +375,7 @@ class InvGC:
         for b in searched:
             name, off = names[b], offsets[b]
             setting, report = calibrate(off.bank_index, off.bank, off.k, probes,
-                                        off.offsets_from_search)
+                                        off.offsets_from_search, timing_rows())
             if setting == EXACT:
                 off.bank_index = build_bank_index(off.bank, None)
             if setting is not None:

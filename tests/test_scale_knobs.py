@@ -265,3 +265,18 @@ def test_only_the_banks_in_use_are_calibrated(small_data, monkeypatch):
     assert set(baked.correction.calibration_) == {"query"}
     rerank = invgc_faiss.InvGCRerankIndex(faiss.IndexFlatIP(16), **common)  # rates may change
     assert set(rerank.correction.calibration_) == {"gallery", "query"}
+
+
+def test_auto_times_its_choice_on_a_batch_of_add_size(monkeypatch):
+    from conftest import cone
+    from invgc_faiss import bank_search
+    timed = []
+    search_seconds = bank_search._search_seconds
+
+    def spy(index, rows, k):
+        timed.append(rows.shape)
+        return search_seconds(index, rows, k)
+    monkeypatch.setattr(bank_search, "_search_seconds", spy)
+    bank = cone(np.random.default_rng(5), 3000, 32, 0.3)
+    InvGC(rho_q=1.0, pool_rate=0.02, query_bank_index="IVF16,Flat").fit(query_bank=bank)
+    assert timed == [(bank_search.AUTO_TIMING_ROWS, 32)] * 2  # approximate, then exact
