@@ -54,8 +54,10 @@ def synthetic_cases():
     split = make_cone_pairs(n_test=5000, n_bank=200000, d=384, seed=0)
     nlist = int(4 * np.sqrt(split.bank_queries.shape[0]))
     knobs = {f"IVF{nlist} auto": {"query_bank_index": f"IVF{nlist},Flat"},
-             "HNSW32 auto": {"query_bank_index": "HNSW32"}, "Proj32 auto": {"query_bank_index": "Proj32"},
-             "Proj64 auto": {"query_bank_index": "Proj64"}, "sample 16384": {"max_bank_size": 16384}}
+             "HNSW32 auto": {"query_bank_index": "HNSW32"},
+             "Proj32 auto": {"query_bank_index": "Proj32"},
+             "Proj64 auto": {"query_bank_index": "Proj64"},
+             "sample 16384": {"max_bank_size": 16384}}
     return [(f"generated 200k bank, pool {pool}", split, {"rho_q": 1.0, "pool_rate": pool}, knobs)
             for pool in (0.001, 0.01)]
 

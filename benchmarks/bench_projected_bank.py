@@ -51,7 +51,8 @@ def main():
     real = load_bible_split("eng", "deu", bank_size=20000, tune_size=2000).bank_queries
     rows = real_spectrum_rows(real, args.bank + args.n)
     bank, x = rows[:args.bank], rows[args.bank:]
-    print(f"data: {args.bank} + {args.n} rows drawn with the mean and covariance of {real.shape[0]} "
+    print(f"data: {args.bank} + {args.n} rows drawn with the mean and covariance of "
+          f"{real.shape[0]} "
           f"real E5 English verse embeddings (not real rows); pool {args.pool_rate} "
           f"(k = {int(args.pool_rate * args.bank)}), projection form, query bank only")
     print("energy kept by m dims: real bank " + ", ".join(

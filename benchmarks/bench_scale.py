@@ -87,8 +87,8 @@ def knob_settings(m, sizes=(8192, 4096, 1024, 256)):
     configs += [(f"HNSW32 efSearch={e}", {**hnsw, "bank_search_params": f"efSearch={e}"})
                 for e in (64, 256)]
     configs += [("HNSW32 auto", hnsw)]
-    configs += [(f"Proj{p} auto", {"gallery_bank_index": f"Proj{p}", "query_bank_index": f"Proj{p}"})
-                for p in (64, 128)]
+    configs += [(f"Proj{p} auto", {"gallery_bank_index": f"Proj{p}",
+                                   "query_bank_index": f"Proj{p}"}) for p in (64, 128)]
     configs += [(f"sample {size}", {"max_bank_size": size}) for size in sizes if size < m]
     return configs
 

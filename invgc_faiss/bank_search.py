@@ -36,10 +36,11 @@ def build_bank_index(bank, spec=None):
     faiss.Index
     """
     m, d = bank.shape
+    projected = projected_bank.projected_dimension(spec)
     if spec is None:
         index = faiss.IndexFlatIP(d)
-    elif projected_bank.projected_dimension(spec) is not None:
-        return projected_bank.projected_bank_index(bank, projected_bank.projected_dimension(spec))
+    elif projected is not None:
+        return projected_bank.projected_bank_index(bank, projected)
     elif isinstance(spec, str):
         try:
             index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
@@ -208,11 +209,16 @@ def calibrate(bank_index, bank, k, probes, offsets_of, timing_rows=None):
     return f"{knob}={report[knob]}", report
 
 
-def _search_seconds(index, probes, k, repeats=2):
-    """Best of ``repeats`` wall times of one search of ``probes``."""
-    times = []
+def best_seconds(call, repeats=2):
+    """The best of ``repeats`` wall times of ``call()``, and the last call's result."""
+    seconds = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        index.search(probes, k)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        result = call()
+        seconds = min(seconds, time.perf_counter() - start)
+    return seconds, result
+
+
+def _search_seconds(index, probes, k):
+    """Best of two wall times of one search of ``probes``."""
+    return best_seconds(lambda: index.search(probes, k))[0]

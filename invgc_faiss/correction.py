@@ -156,10 +156,11 @@ class InvGC:
         m-dimensional projection, reranked exactly: :mod:`invgc_faiss.projected_bank`) or an index.
     bank_search_params : None, "auto", str or dict
         Accuracy knobs of approximate bank indexes, faiss ParameterSpace syntax
-        (``"nprobe=16"``, ``"efSearch=128"``, ``"k_factor_rf=2"``), for every bank index, or per bank
-        (``{"query": "nprobe=32"}``). ``None`` (default) or ``"auto"``: each approximate bank
+        (``"nprobe=16"``, ``"efSearch=128"``, ``"k_factor_rf=2"``), for every bank index, or per
+        bank (``{"query": "nprobe=32"}``). ``None`` (default) or ``"auto"``: each approximate bank
         index gets the cheapest setting whose offsets on a sample of bank rows match exact search
-        (mean cosine >= 0.99995, mean norm error <= 0.2 %; :func:`invgc_faiss.bank_search.calibrate`);
+        (mean cosine >= 0.99995, mean norm error <= 0.2 %;
+        :func:`invgc_faiss.bank_search.calibrate`);
         a knob set by hand on a bank index you pass is replaced unless you give this parameter.
     max_bank_size : int or None
         Scale knob: a bank with more rows is replaced by a uniform random sample of this many

@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from . import heldout
-from .bank_search import KNOB_LADDERS, accuracy_knob, build_bank_index
+from .bank_search import KNOB_LADDERS, accuracy_knob, best_seconds, build_bank_index
 from .correction import InvGC
 from .projected_bank import KNOB as PROJECTED_KNOB, projected_dimension
 from .validation import as_unit_banks
@@ -70,7 +70,7 @@ class KnobReport:
         return "\n".join(lines)
 
 
-#: check_knobs times each setting's correction this many times (after a warm call) and keeps the best
+#: check_knobs times each setting's correction this many times (after a warm call), keeps the best
 TIMING_REPEATS = 2
 
 
@@ -123,11 +123,8 @@ def check_knobs(query_bank, gallery_bank, knobs, *, params=None, holdout=0.1, ma
             correction = InvGC(**{**base, **_shared_bank_indexes(knob, banks, built)}).fit(**banks)
             fit_s = time.perf_counter() - start
             correction.transform(gallery[:16])  # warm: kernels loaded, buffers allocated
-            correct_s = np.inf
-            for _ in range(TIMING_REPEATS):
-                start = time.perf_counter()
-                corrected = correction.transform(gallery)
-                correct_s = min(correct_s, time.perf_counter() - start)
+            correct_s, corrected = best_seconds(lambda: correction.transform(gallery),
+                                                TIMING_REPEATS)
         hits = (heldout.diagonal_ranks(queries @ corrected.T) == 1).astype(np.float64)
         if reference_hits is None:
             reference_hits, reference_s = hits, correct_s

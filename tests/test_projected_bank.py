@@ -102,6 +102,6 @@ def test_a_projection_outside_the_dimension_is_refused(small_data, spec):
 def test_ladder_over_the_candidate_factor():
     settings = ladder("Proj64", values=(1, 2))
     assert settings == {
-        "Proj64 k_factor_rf=1": {"query_bank_index": "Proj64", "bank_search_params": "k_factor_rf=1"},
-        "Proj64 k_factor_rf=2": {"query_bank_index": "Proj64", "bank_search_params": "k_factor_rf=2"}}
+        f"Proj64 k_factor_rf={v}": {"query_bank_index": "Proj64",
+                                    "bank_search_params": f"k_factor_rf={v}"} for v in (1, 2)}
     assert list(ladder("Proj8")) == [f"Proj8 k_factor_rf={v}" for v in (1, 2, 4, 8, 16)]
