@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import dense_reference as ref
 import invgc_faiss
-from conftest import cone, unit_rows
+from conftest import cone_data, unit_rows
 from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex, gpu, kernels
 from invgc_faiss.correction import LocalAdjOffset
 
@@ -35,11 +35,7 @@ def separated(x, banks, pool_rate, gap=1e-5):
 
 @pytest.fixture
 def data():
-    rng = np.random.default_rng(5)
-    d = 32
-    axis = unit_rows(rng.standard_normal((1, d)))[0]
-    return {"d": d, "xb": cone(rng, 3000, d, 0.3, axis), "xq": cone(rng, 50, d, 0.3, axis),
-            "bank_g": cone(rng, 1500, d, 0.3, axis), "bank_q": cone(rng, 1200, d, 0.3, axis)}
+    return cone_data(5, 32, 3000, 50, 1500, 1200)
 
 
 def build(s, device, cls=InvGCIndex, **params):

@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import dense_reference as ref
 import invgc_faiss
-from conftest import cone, random_unit, unit_rows
+from conftest import cone, cone_data, random_unit, unit_rows
 from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex
 from invgc_faiss.correction import InvGC as CorrectionInvGC
 
@@ -19,11 +19,7 @@ IP = faiss.METRIC_INNER_PRODUCT
 
 @pytest.fixture
 def data():
-    rng = np.random.default_rng(21)
-    d = 24
-    axis = unit_rows(rng.standard_normal((1, d)))[0]
-    return {"d": d, "xb": cone(rng, 200, d, 0.3, axis), "xq": cone(rng, 30, d, 0.3, axis),
-            "bank_g": cone(rng, 160, d, 0.3, axis), "bank_q": cone(rng, 120, d, 0.3, axis)}
+    return cone_data(21, 24, 200, 30, 160, 120)
 
 
 def banks_of(s, which):
