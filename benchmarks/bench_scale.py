@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex, add_in_batches, forms  # noqa: E402
-from invgc_faiss.bank_search import offset_agreement  # noqa: E402
+from invgc_faiss.bank_search import best_seconds, offset_agreement  # noqa: E402
 from invgc_faiss.streaming import read_npy_batches  # noqa: E402
 from invgc_faiss.lab.synthetic import cone_vectors, make_cone_pairs  # noqa: E402
 
@@ -105,11 +105,8 @@ def measure_knobs(label, params, split, configs, timing_rows, log):
             warnings.simplefilter("always")
             correction.fit(split.bank_gallery, split.bank_queries)
             correction.correct(timing_rows[:64])  # warm
-            correct_s = np.inf
-            for _ in range(2):  # best of two: this 2-core machine's timings vary run to run
-                start = time.perf_counter()
-                correction.correct(timing_rows)
-                correct_s = min(correct_s, time.perf_counter() - start)
+            # best of two: this 2-core machine's timings vary run to run
+            correct_s = best_seconds(lambda: correction.correct(timing_rows))[0]
         warned = any(issubclass(w.category, RuntimeWarning) for w in caught)
         exact = exact or (correction, correct_s)
         cosine, ratio = offset_agreement_to(exact[0], correction, gallery)

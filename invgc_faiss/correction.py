@@ -372,17 +372,20 @@ class InvGC:
         if spec not in (None, "auto"):
             raise TypeError(f"bank_search_params must be None, 'auto', a string or a dict per "
                             f"bank, got {type(spec).__name__}")
-        chosen = {}
+        chosen, rows = {}, None
         for b in searched:
             name, off = names[b], offsets[b]
+            if accuracy_knob(off.bank_index) is None:
+                continue  # exact search: nothing to calibrate
+            if rows is None:  # drawn once, and only when some bank is approximate
+                rows = timing_rows()
             setting, report = calibrate(off.bank_index, off.bank, off.k, probes,
-                                        off.offsets_from_search, timing_rows())
+                                        off.offsets_from_search, rows)
             if setting == EXACT:
                 off.bank_index = build_bank_index(off.bank, None)
-            if setting is not None:
-                chosen[name] = setting
-                self.calibration_[name] = report
-                logger.info("bank search for the %s bank calibrated: %s", name, report)
+            chosen[name] = setting
+            self.calibration_[name] = report
+            logger.info("bank search for the %s bank calibrated: %s", name, report)
         self.bank_search_params_ = chosen or None
 
     def fit_gallery_mean(self, gallery_mean):
