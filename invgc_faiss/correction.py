@@ -51,8 +51,31 @@ SHORT_WARN_FRACTION = 0.01
 #: search (on probe rows, at fit time) is accepted with a warning (thresholds: README, scale)
 WARN_MIN_COSINE = 0.995
 WARN_MAX_NORM_ERROR = 0.02
-#: Most neighbour entries (probes x k) the fit-time check may ask of an exact bank search
+#: ... and so are knobs that change the top-1 corrected bank row of more than this share of
+#: reference queries (the ranking check). Chosen on real eng->deu and generated 200k banks
+#: (benchmarks/warn_threshold.py): every setting at or below it lost <= 1 R@1 there; offset
+#: cosine alone cannot be one threshold (0.9969 lost 1.2 R@1 on real data, 0.99985 lost 1.3
+#: on generated data)
+WARN_MAX_TOP1_CHANGE = 0.12
+#: Corrected gallery-side bank rows, and query-side bank rows ranking them, of that check
+RANKING_ROWS = 2048
+RANKING_QUERIES = 1024
+#: Most neighbour entries (rows x k) one exact reference search may hold at once
 REFERENCE_BUDGET = 1 << 22
+#: Most neighbour entries (rows x k) the ranking check may ask of exact search in all; it is
+#: skipped (logged) when that leaves fewer than RANKING_MIN_ROWS rows
+RANKING_BUDGET = 1 << 25
+RANKING_MIN_ROWS = 512
+
+
+def knobs_of(off, full):
+    """The knobs that make a LocalAdj bank's offsets approximate, as a user would raise them:
+    ``max_bank_size`` when ``off`` holds a sample of the ``full`` bank, and the accuracy knob of
+    an approximate bank index (empty list: exact search in the whole bank)."""
+    knob = accuracy_knob(off.bank_index)
+    sampled = off.bank.shape[0] < full.shape[0]
+    return (([f"max_bank_size ({off.bank.shape[0]} of {full.shape[0]} rows kept)"]
+             if sampled else []) + ([f"{knob} (bank_search_params)"] if knob else []))
 
 
 def pool_size(pool_rate, bank_size):
@@ -186,7 +209,9 @@ class InvGC:
     bank_search_params_ : str, dict or None, the bank search settings in force
     calibration_ : dict, per calibrated bank: the knob value, offset cosine and norm error
     agreement_ : dict, per bank with a sample or an approximate search: mean cosine and norm
-        error of its offsets against exact search in the whole bank, on probe rows
+        error of its offsets against exact search in the whole bank, and the probe rows used
+    top1_change_ : float or None, the ranking check of those knobs: the share of reference
+        queries whose top-1 corrected bank row they change (None: all exact, or not checked)
     bank_names_ : list of str, ``"gallery"`` and/or ``"query"``
     device_ : str, the device in use (``"cpu"`` when a GPU was asked for but cannot run)
     d_ : int
@@ -296,8 +321,11 @@ class InvGC:
         self.bank_names_ = names
         self.d_ = d
         self.gallery_mean_ = None
+        self.top1_change_ = None
         if self.variant == "full":
             self.fit_gallery_mean(banks[0].mean(axis=0, dtype=np.float64))
+        else:
+            self._check_knobs(full_banks)
         logger.info("InvGC %s (%s form) fitted: banks %s, sizes %s, rates %s", self.variant,
                     self.form, names, [b.shape[0] for b in banks], rates)
         return self
@@ -311,16 +339,15 @@ class InvGC:
 
     def _check_agreement(self, name, off, full, probes):
         """Offsets of the probes through one bank's knobs (a bank sample, an approximate bank
-        search) against exact search in the whole bank. The figures are kept in ``agreement_``;
-        below :data:`WARN_MIN_COSINE` or above :data:`WARN_MAX_NORM_ERROR` a warning names the
-        knob. Skipped (logged) when the whole bank's top-k of the probes would be too large."""
-        knob = accuracy_knob(off.bank_index)
-        sampled = off.bank.shape[0] < full.shape[0]
-        if not sampled and knob is None:
+        search) against exact search in the whole bank: mean cosine and norm error, kept in
+        ``agreement_`` (with the number of probes). Skipped (logged) when the whole bank's top-k
+        of the probes would be too large."""
+        if not knobs_of(off, full):
             return
-        if not sampled and name in self.calibration_:  # "auto" just made this very comparison
-            n_probes = probes.shape[0]
+        if off.bank.shape[0] == full.shape[0] and name in self.calibration_:
+            # "auto" just made this very comparison
             report = {key: self.calibration_[name][key] for key in ("cosine", "norm_error")}
+            report["probes"] = probes.shape[0]
         else:
             exact = LocalAdjOffset(full, self.pool_rate)
             n_probes = min(probes.shape[0], REFERENCE_BUDGET // exact.k)
@@ -333,17 +360,79 @@ class InvGC:
                 off.offsets_from_search(*off.bank_index.search(sample, off.k)),
                 exact.offsets_from_search(*exact.bank_index.search(sample, exact.k)))
             report = {"cosine": float(cosine.mean()),
-                      "norm_error": float(np.abs(ratio - 1).mean())}
+                      "norm_error": float(np.abs(ratio - 1).mean()), "probes": n_probes}
         self.agreement_[name] = report
-        if report["cosine"] < WARN_MIN_COSINE or report["norm_error"] > WARN_MAX_NORM_ERROR:
-            knobs = ([f"max_bank_size ({off.bank.shape[0]} of {full.shape[0]} rows kept)"]
-                     if sampled else []) + ([f"{knob} (bank_search_params)"] if knob else [])
-            message = (f"the {name} bank's offsets drift from exact search (mean cosine "
-                       f"{report['cosine']:.4f}, norm error {100 * report['norm_error']:.1f}% "
-                       f"on {n_probes} bank rows): results may lose accuracy; raise "
-                       f"{' or '.join(knobs)}, or measure the cost on paired reference data "
-                       "with invgc_faiss.check_knobs")
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+    def _check_knobs(self, full_banks):
+        """Warn once (``RuntimeWarning``) when the knobs in force on the active banks -- a bank
+        sample, an approximate bank search -- move offsets (``agreement_``, per bank) or the
+        ranking (``top1_change_``, :meth:`_top1_change`) past the ``WARN_*`` thresholds; the
+        message names the knobs to raise."""
+        active = forms.active_banks(self.form_, self.rates_)
+        knobs = {b: knobs_of(self.offsets_[b], full_banks[b]) for b in active}
+        if not any(knobs.values()):
+            return
+        self.top1_change_ = self._top1_change(full_banks, active)
+        drifting = [self.bank_names_[b] for b in active
+                    if self.bank_names_[b] in self.agreement_
+                    and (self.agreement_[self.bank_names_[b]]["cosine"] < WARN_MIN_COSINE
+                         or self.agreement_[self.bank_names_[b]]["norm_error"]
+                         > WARN_MAX_NORM_ERROR)]
+        reordered = self.top1_change_ is not None and self.top1_change_ > WARN_MAX_TOP1_CHANGE
+        if not drifting and not reordered:
+            return
+        figures = [f"the {name} bank's offsets drift from exact search (mean cosine "
+                   f"{self.agreement_[name]['cosine']:.4f}, norm error "
+                   f"{100 * self.agreement_[name]['norm_error']:.1f}% on "
+                   f"{self.agreement_[name]['probes']} bank rows)" for name in drifting]
+        if reordered:
+            figures.append(f"the top-1 corrected bank row of {100 * self.top1_change_:.0f}% of "
+                           "reference queries differs from exact search over the whole banks")
+        named = [knob for b in active for knob in knobs[b]]
+        warnings.warn(f"{'; '.join(figures)}: results may lose accuracy; raise "
+                      f"{' or '.join(dict.fromkeys(named))}, or measure the cost on paired "
+                      "reference data with invgc_faiss.check_knobs", RuntimeWarning, stacklevel=4)
+
+    def _top1_change(self, full_banks, active):
+        """Label-free ranking check of the knobs: the share of reference queries whose top-1
+        among corrected bank rows changes when every active bank is searched exactly in full.
+
+        Rows: up to ``RANKING_ROWS`` rows of the first bank (gallery-side), corrected twice --
+        as fitted, and with exact offsets over the whole banks; queries: up to
+        ``RANKING_QUERIES`` rows of the query bank (the first bank without one), uncorrected,
+        never the same row numbers as the corrected rows (no self-matches, no paired partners).
+        Returns the share, float, or None (logged) when ``RANKING_BUDGET`` would leave fewer than
+        ``RANKING_MIN_ROWS`` rows at this k."""
+        first = full_banks[0]
+        query_side = (full_banks[self.bank_names_.index("query")]
+                      if "query" in self.bank_names_ else first)
+        exact = [LocalAdjOffset(full_banks[b], self.pool_rate) for b in active]
+        k = max(off.k for off in exact)
+        n_rows = min(RANKING_ROWS, first.shape[0] // 2, RANKING_BUDGET // k)
+        if n_rows < RANKING_MIN_ROWS:
+            logger.info("ranking check of the knobs skipped (k = %d of the whole banks or %d bank "
+                        "rows is too large or too small for it)", k, first.shape[0])
+            return None
+        rng = np.random.default_rng(self.bank_seed)
+        order = rng.permutation(first.shape[0])
+        rows = np.ascontiguousarray(first[np.sort(order[:n_rows])])
+        if query_side.shape[0] == first.shape[0]:
+            picks = order[n_rows:n_rows + RANKING_QUERIES]
+        else:
+            picks = rng.choice(query_side.shape[0], min(RANKING_QUERIES, query_side.shape[0]),
+                               replace=False)
+        queries = np.ascontiguousarray(query_side[np.sort(picks)])
+        as_fitted = self.correct(rows)[0]
+        offsets = np.empty((len(active), n_rows, first.shape[1]), dtype=np.float32)
+        step = max(1, REFERENCE_BUDGET // k)
+        for start in range(0, n_rows, step):
+            stop = min(n_rows, start + step)
+            for slot, off in enumerate(exact):
+                off(rows[start:stop], offsets[slot, start:stop],
+                    np.empty(stop - start, np.float32))
+        in_full = combine(rows, offsets, self.rates_[active], self.form_)
+        top1 = [np.argmax(queries @ corrected.T, axis=1) for corrected in (as_fitted, in_full)]
+        return float(np.mean(top1[0] != top1[1]))
 
     def _set_bank_search_params(self, offsets, names, probes, searched, timing_rows):
         """Apply ``bank_search_params``: a string to every bank index, a dict per bank, or

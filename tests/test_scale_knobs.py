@@ -280,3 +280,58 @@ def test_auto_times_its_choice_on_a_batch_of_add_size(monkeypatch):
     bank = cone(np.random.default_rng(5), 3000, 32, 0.3)
     InvGC(rho_q=1.0, pool_rate=0.02, query_bank_index="IVF16,Flat").fit(query_bank=bank)
     assert timed == [(bank_search.AUTO_TIMING_ROWS, 32)] * 2  # approximate, then exact
+
+
+def _ranking_check_draw(bank_g, bank_q, seed=0):
+    """The rows and queries InvGC's ranking check draws (see ``InvGC._top1_change``)."""
+    from invgc_faiss.correction import RANKING_QUERIES, RANKING_ROWS
+    order = np.random.default_rng(seed).permutation(bank_g.shape[0])
+    n_rows = min(RANKING_ROWS, bank_g.shape[0] // 2)
+    return (bank_g[np.sort(order[:n_rows])],
+            bank_q[np.sort(order[n_rows:n_rows + RANKING_QUERIES])])
+
+
+def test_the_ranking_check_is_the_share_of_queries_whose_top1_the_knobs_change():
+    from invgc_faiss.lab.synthetic import make_cone_pairs
+    s = make_cone_pairs(n_test=10, n_bank=6000, d=32, seed=0)
+    fitted = InvGC(rho_q=1.0, pool_rate=0.01, max_bank_size=4000, bank_seed=3).fit(
+        s.bank_gallery, s.bank_queries)
+    rows, queries = _ranking_check_draw(s.bank_gallery, s.bank_queries, seed=3)
+    kept = np.sort(np.random.default_rng(3).choice(6000, 4000, replace=False))
+    as_fitted = ref.projection_invgc(rows, [s.bank_gallery[kept], s.bank_queries[kept]],
+                                     [0.0, 1.0], 0.01)
+    exact = ref.projection_invgc(rows, [s.bank_gallery, s.bank_queries], [0.0, 1.0], 0.01)
+    changed = np.mean(np.argmax(queries @ as_fitted.T, 1) != np.argmax(queries @ exact.T, 1))
+    assert 0.2 < changed  # a knob that matters here
+    assert fitted.top1_change_ == pytest.approx(changed, abs=2 / len(queries))
+
+
+def test_the_ranking_check_warns_where_the_offsets_look_close():
+    """Offsets at cosine 0.999 to exact search pass the offset check, yet move the top-1 of a
+    fifth of the reference queries on this crowded cone: the ranking check names the knob."""
+    from invgc_faiss.correction import WARN_MAX_TOP1_CHANGE, WARN_MIN_COSINE
+    from invgc_faiss.lab.synthetic import make_cone_pairs
+    s = make_cone_pairs(n_test=10, n_bank=8000, d=32, seed=0)
+    with pytest.warns(RuntimeWarning, match=r"top-1 corrected bank row of \d+% of reference "
+                                            r"queries .* raise max_bank_size \(7000 of 8000"):
+        sampled = InvGC(rho_q=1.0, pool_rate=0.01, max_bank_size=7000).fit(
+            s.bank_gallery, s.bank_queries)
+    assert sampled.agreement_["query"]["cosine"] > WARN_MIN_COSINE
+    assert sampled.top1_change_ > WARN_MAX_TOP1_CHANGE
+
+
+def test_knobs_that_change_nothing_pass_the_ranking_check(small_data):
+    import warnings
+    from invgc_faiss.lab.synthetic import make_cone_pairs
+    s = make_cone_pairs(n_test=10, n_bank=3000, d=32, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        every_list = InvGC(rho_q=1.0, pool_rate=0.01, query_bank_index="IVF8,Flat",
+                           bank_search_params="nprobe=8").fit(s.bank_gallery, s.bank_queries)
+    assert every_list.top1_change_ == 0.0
+    exact = InvGC(rho_q=1.0, max_bank_size=None).fit(s.bank_gallery, s.bank_queries)
+    assert exact.top1_change_ is None  # nothing to check
+    tiny = small_data  # 200 rows: too few for the ranking check, which is then skipped
+    with pytest.warns(RuntimeWarning, match="offsets drift"):  # the offset check still runs
+        sampled = InvGC(rho_q=1.0, max_bank_size=100).fit(tiny["bank_g"], tiny["bank_q"])
+    assert sampled.top1_change_ is None
