@@ -399,8 +399,9 @@ class InvGC:
 
         Rows: up to ``RANKING_ROWS`` rows of the first bank (gallery-side), corrected twice --
         as fitted, and with exact offsets over the whole banks; queries: up to
-        ``RANKING_QUERIES`` rows of the query bank (the first bank without one), uncorrected,
-        never the same row numbers as the corrected rows (no self-matches, no paired partners).
+        ``RANKING_QUERIES`` rows of the query bank (the first bank without one), uncorrected;
+        when both banks have as many rows, never the row numbers of the corrected rows (no
+        self-matches, no paired partners: partners would make the check blind, see README).
         Returns the share, float, or None (logged) when ``RANKING_BUDGET`` would leave fewer than
         ``RANKING_MIN_ROWS`` rows at this k."""
         first = full_banks[0]
