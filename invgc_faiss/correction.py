@@ -401,7 +401,7 @@ class InvGC:
         as fitted, and with exact offsets over the whole banks; queries: up to
         ``RANKING_QUERIES`` rows of the query bank (the first bank without one), uncorrected;
         when both banks have as many rows, never the row numbers of the corrected rows (no
-        self-matches, no paired partners: partners would make the check blind, see README).
+        self-matches, no paired partners: partners would make the check blind: docs/results.md).
         Returns the share, float, or None (logged) when ``RANKING_BUDGET`` would leave fewer than
         ``RANKING_MIN_ROWS`` rows at this k."""
         first = full_banks[0]
