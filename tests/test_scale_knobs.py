@@ -320,7 +320,7 @@ def test_the_ranking_check_warns_where_the_offsets_look_close():
     assert sampled.top1_change_ > WARN_MAX_TOP1_CHANGE
 
 
-def test_knobs_that_change_nothing_pass_the_ranking_check(small_data):
+def test_the_ranking_check_runs_only_where_offsets_leave_room_for_it(small_data):
     import warnings
     from invgc_faiss.lab.synthetic import make_cone_pairs
     s = make_cone_pairs(n_test=10, n_bank=3000, d=32, seed=0)
@@ -328,10 +328,18 @@ def test_knobs_that_change_nothing_pass_the_ranking_check(small_data):
         warnings.simplefilter("error")
         every_list = InvGC(rho_q=1.0, pool_rate=0.01, query_bank_index="IVF8,Flat",
                            bank_search_params="nprobe=8").fit(s.bank_gallery, s.bank_queries)
-    assert every_list.top1_change_ == 0.0
+    assert every_list.agreement_["query"]["cosine"] == pytest.approx(1.0)
+    assert every_list.top1_change_ is None  # offsets as close as "auto" asks: nothing to rank
+    sampled = dict(rho_q=1.0, pool_rate=0.01, max_bank_size=2000)
+    with pytest.warns(RuntimeWarning, match="top-1 corrected bank row"):
+        ranked = InvGC(**sampled).fit(s.bank_gallery, s.bank_queries)
+    assert ranked.top1_change_ > 0
+    with pytest.warns(RuntimeWarning, match="offsets drift"):  # the offset check still runs
+        unranked = InvGC(**sampled).fit(s.bank_gallery, s.bank_queries, ranking_check=False)
+    assert unranked.top1_change_ is None
     exact = InvGC(rho_q=1.0, max_bank_size=None).fit(s.bank_gallery, s.bank_queries)
     assert exact.top1_change_ is None  # nothing to check
     tiny = small_data  # 200 rows: too few for the ranking check, which is then skipped
-    with pytest.warns(RuntimeWarning, match="offsets drift"):  # the offset check still runs
-        sampled = InvGC(rho_q=1.0, max_bank_size=100).fit(tiny["bank_g"], tiny["bank_q"])
-    assert sampled.top1_change_ is None
+    with pytest.warns(RuntimeWarning, match="offsets drift"):
+        small = InvGC(rho_q=1.0, max_bank_size=100).fit(tiny["bank_g"], tiny["bank_q"])
+    assert small.top1_change_ is None
