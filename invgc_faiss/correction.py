@@ -330,7 +330,7 @@ class InvGC:
         if self.variant == "full":
             self.fit_gallery_mean(banks[0].mean(axis=0, dtype=np.float64))
         else:
-            self._check_knobs(full_banks, ranking_check)
+            self._check_knobs(full_banks, searched, ranking_check)
         logger.info("InvGC %s (%s form) fitted: banks %s, sizes %s, rates %s", self.variant,
                     self.form, names, [b.shape[0] for b in banks], rates)
         return self
@@ -368,39 +368,36 @@ class InvGC:
                       "norm_error": float(np.abs(ratio - 1).mean()), "probes": n_probes}
         self.agreement_[name] = report
 
-    def _check_knobs(self, full_banks, ranking_check=True):
-        """Warn once (``RuntimeWarning``) when the knobs in force on the active banks -- a bank
-        sample, an approximate bank search -- move offsets (``agreement_``, per bank) or the
-        ranking (``top1_change_``, :meth:`_top1_change`) past the ``WARN_*`` thresholds; the
-        message names the knobs to raise. The ranking check is skipped when every checked bank's
-        offsets match exact search as closely as "auto" asks (``AUTO_MIN_COSINE``,
-        ``AUTO_MAX_NORM_ERROR``): no such setting changed more than 6.1 % of top-1s in
-        benchmarks/warn_threshold.py."""
-        active = forms.active_banks(self.form_, self.rates_)
-        knobs = {b: knobs_of(self.offsets_[b], full_banks[b]) for b in active}
+    def _check_knobs(self, full_banks, searched, ranking_check=True):
+        """Warn once (``RuntimeWarning``) when the knobs in force -- a bank sample, an
+        approximate bank search -- move the offsets of a ``searched`` bank (``agreement_``) or
+        the ranking under the rates in force (``top1_change_``, :meth:`_top1_change`) past the
+        ``WARN_*`` thresholds; the message names the knobs to raise. The ranking check is skipped
+        when every checked bank's offsets match exact search as closely as "auto" asks
+        (``AUTO_MIN_COSINE``, ``AUTO_MAX_NORM_ERROR``): no such setting changed more than 6.1 %
+        of top-1s in benchmarks/warn_threshold.py."""
+        knobs = {b: knobs_of(self.offsets_[b], full_banks[b]) for b in searched}
         if not any(knobs.values()):
             return
-        reports = [self.agreement_.get(self.bank_names_[b]) for b in active if knobs[b]]
+        reports = {self.bank_names_[b]: self.agreement_.get(self.bank_names_[b])
+                   for b in searched if knobs[b]}
         close = all(r is not None and r["cosine"] >= AUTO_MIN_COSINE
-                    and r["norm_error"] <= AUTO_MAX_NORM_ERROR for r in reports)
-        if ranking_check and not close:
+                    and r["norm_error"] <= AUTO_MAX_NORM_ERROR for r in reports.values())
+        active = forms.active_banks(self.form_, self.rates_)
+        if ranking_check and not close and any(knobs.get(b) for b in active):
             self.top1_change_ = self._top1_change(full_banks, active)
-        drifting = [self.bank_names_[b] for b in active
-                    if self.bank_names_[b] in self.agreement_
-                    and (self.agreement_[self.bank_names_[b]]["cosine"] < WARN_MIN_COSINE
-                         or self.agreement_[self.bank_names_[b]]["norm_error"]
-                         > WARN_MAX_NORM_ERROR)]
+        drifting = {name: r for name, r in reports.items() if r is not None and (
+            r["cosine"] < WARN_MIN_COSINE or r["norm_error"] > WARN_MAX_NORM_ERROR)}
         reordered = self.top1_change_ is not None and self.top1_change_ > WARN_MAX_TOP1_CHANGE
         if not drifting and not reordered:
             return
         figures = [f"the {name} bank's offsets drift from exact search (mean cosine "
-                   f"{self.agreement_[name]['cosine']:.4f}, norm error "
-                   f"{100 * self.agreement_[name]['norm_error']:.1f}% on "
-                   f"{self.agreement_[name]['probes']} bank rows)" for name in drifting]
+                   f"{r['cosine']:.4f}, norm error {100 * r['norm_error']:.1f}% on "
+                   f"{r['probes']} bank rows)" for name, r in drifting.items()]
         if reordered:
             figures.append(f"the top-1 corrected bank row of {100 * self.top1_change_:.0f}% of "
                            "reference queries differs from exact search over the whole banks")
-        named = [knob for b in active for knob in knobs[b]]
+        named = [knob for b in searched for knob in knobs[b]]
         warnings.warn(f"{'; '.join(figures)}: results may lose accuracy; raise "
                       f"{' or '.join(dict.fromkeys(named))}, or measure the cost on paired "
                       "reference data with invgc_faiss.check_knobs", RuntimeWarning, stacklevel=4)

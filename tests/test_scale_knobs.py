@@ -343,3 +343,12 @@ def test_the_ranking_check_runs_only_where_offsets_leave_room_for_it(small_data)
     with pytest.warns(RuntimeWarning, match="offsets drift"):
         small = InvGC(rho_q=1.0, max_bank_size=100).fit(tiny["bank_g"], tiny["bank_q"])
     assert small.top1_change_ is None
+
+
+def test_rerank_fits_check_the_banks_their_rates_do_not_use_yet(small_data):
+    """Rerank mode searches every bank (its rates change at search time): a drifting sample of
+    the gallery bank warns although the default rates leave that bank out."""
+    s = small_data
+    with pytest.warns(RuntimeWarning, match=r"the gallery bank's offsets drift .* raise "
+                                            r"max_bank_size \(50 of 200 rows kept\)"):
+        InvGC(rho_q=1.0, max_bank_size=50).fit(s["bank_g"], s["bank_q"][:40], all_banks=True)
