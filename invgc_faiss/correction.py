@@ -416,8 +416,7 @@ class InvGC:
         first = full_banks[0]
         query_side = (full_banks[self.bank_names_.index("query")]
                       if "query" in self.bank_names_ else first)
-        exact = [LocalAdjOffset(full_banks[b], self.pool_rate) for b in active]
-        k = max(off.k for off in exact)
+        k = max(pool_size(self.pool_rate, full_banks[b].shape[0]) for b in active)
         n_rows = min(RANKING_ROWS, first.shape[0] // 2, RANKING_BUDGET // k)
         if n_rows < RANKING_MIN_ROWS:
             logger.info("ranking check of the knobs skipped (k = %d of the whole banks or %d bank "
@@ -433,14 +432,13 @@ class InvGC:
                                replace=False)
         queries = np.ascontiguousarray(query_side[np.sort(picks)])
         as_fitted = self.correct(rows)[0]
-        offsets = np.empty((len(active), n_rows, first.shape[1]), dtype=np.float32)
-        step = max(1, REFERENCE_BUDGET // k)
-        for start in range(0, n_rows, step):
-            stop = min(n_rows, start + step)
-            for slot, off in enumerate(exact):
-                off(rows[start:stop], offsets[slot, start:stop],
-                    np.empty(stop - start, np.float32))
-        in_full = combine(rows, offsets, self.rates_[active], self.form_)
+        # the same correction with exact search over the whole banks, in batches of at most
+        # REFERENCE_BUDGET neighbour entries
+        exact = InvGC(**{**self.get_params(), "bank_search_params": None, "max_bank_size": None,
+                         "batch_size": max(1, REFERENCE_BUDGET // k)})
+        exact.fit(**{f"{name}_bank": bank for name, bank in zip(self.bank_names_, full_banks)},
+                  ranking_check=False)
+        in_full = exact.correct(rows)[0]
         top1 = [np.argmax(queries @ corrected.T, axis=1) for corrected in (as_fitted, in_full)]
         return float(np.mean(top1[0] != top1[1]))
 
