@@ -7,10 +7,10 @@ margins of the data: on real E5 embeddings an offset cosine of 0.9995 cost 0.6 R
 cone pairs 0.9994 cost 2.4; the ranking check is conservative on real data for that reason. With
 paired reference banks, :func:`check_knobs` measures the ranking of true pairs itself. It holds
 out pairs, corrects the held-out gallery rows once with exact bank search over whole banks (the
-reference) and once per knob setting, and reports each setting's held-out R@1, its change against the reference with a paired
-bootstrap 95 % interval, and the speed-up of the correction. :func:`ladder` lists the settings
-of one approximate bank index; :meth:`KnobReport.cheapest` picks the fastest one that the
-held-out pairs vouch for.
+reference) and once per knob setting, and reports each setting's held-out R@1, its change
+against the reference with a paired bootstrap 95 % interval, and the speed-up of the correction.
+:func:`ladder` lists the settings of one approximate bank index; :meth:`KnobReport.cheapest`
+picks the fastest one that the held-out pairs vouch for.
 """
 import time
 import warnings
