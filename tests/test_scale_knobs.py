@@ -222,8 +222,8 @@ def test_a_small_bank_sample_is_checked_against_the_whole_bank():
     from conftest import cone
     rng = np.random.default_rng(4)
     bank = cone(rng, 4000, 32, 0.3)
-    with pytest.warns(RuntimeWarning, match=r"raise max_bank_size \(40 of 4000 rows kept\), "
-                                            r"or measure .*check_knobs"):
+    with pytest.warns(RuntimeWarning, match=r"raise max_bank_size \(rows kept: query bank 40 of "
+                                            r"4000\), or measure .*check_knobs"):
         small = InvGC(rho_q=1.0, pool_rate=0.2, max_bank_size=40).fit(query_bank=bank)
     assert small.agreement_["query"]["cosine"] < 0.995
     import warnings
@@ -313,7 +313,8 @@ def test_the_ranking_check_warns_where_the_offsets_look_close():
     from invgc_faiss.lab.synthetic import make_cone_pairs
     s = make_cone_pairs(n_test=10, n_bank=8000, d=32, seed=0)
     with pytest.warns(RuntimeWarning, match=r"top-1 corrected bank row of \d+% of reference "
-                                            r"queries .* raise max_bank_size \(7000 of 8000"):
+                                            r"queries .* raise max_bank_size \(rows kept: "
+                                            r"query bank 7000 of 8000\)"):
         sampled = InvGC(rho_q=1.0, pool_rate=0.01, max_bank_size=7000).fit(
             s.bank_gallery, s.bank_queries)
     assert sampled.agreement_["query"]["cosine"] > WARN_MIN_COSINE
@@ -345,10 +346,25 @@ def test_the_ranking_check_runs_only_where_offsets_leave_room_for_it(small_data)
     assert small.top1_change_ is None
 
 
+def test_the_ranking_check_leaves_the_short_search_warning_to_add():
+    """The ranking check corrects bank rows through a narrow IVF search at fit time; the rows it
+    finds short must neither warn from inside fit nor use up the warning that ``add`` gives."""
+    from invgc_faiss.lab.synthetic import make_cone_pairs
+    s = make_cone_pairs(n_test=200, n_bank=3000, d=32, seed=0)
+    with pytest.warns(RuntimeWarning) as fit_warnings:
+        narrow = InvGC(rho_q=1.0, pool_rate=0.02, query_bank_index="IVF64,Flat",
+                       bank_search_params="nprobe=1").fit(s.bank_gallery, s.bank_queries)
+    assert narrow.top1_change_ is not None  # the check ran, through the narrow search
+    assert not [w for w in fit_warnings if "fewer than k" in str(w.message)]
+    with pytest.warns(RuntimeWarning, match="fewer than k = 60 neighbours") as add_warnings:
+        narrow.correct(s.gallery)
+    assert add_warnings[0].filename == __file__
+
+
 def test_rerank_fits_check_the_banks_their_rates_do_not_use_yet(small_data):
     """Rerank mode searches every bank (its rates change at search time): a drifting sample of
     the gallery bank warns although the default rates leave that bank out."""
     s = small_data
     with pytest.warns(RuntimeWarning, match=r"the gallery bank's offsets drift .* raise "
-                                            r"max_bank_size \(50 of 200 rows kept\)"):
+                                            r"max_bank_size \(rows kept: gallery bank 50 of 200\)"):
         InvGC(rho_q=1.0, max_bank_size=50).fit(s["bank_g"], s["bank_q"][:40], all_banks=True)
