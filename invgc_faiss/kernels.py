@@ -30,12 +30,13 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
     instead of ``k`` keeps the offset's scale when an IVF/HNSW bank search comes back short: a
     divisor kept at ``k`` shrinks the offset and moves the correction off its optimum.
 
-    Cache blocking: each row's neighbours are first ordered by bank block (a counting sort, rows
-    of ``GATHER_BLOCK_BYTES`` each); then, for chunks of ``GATHER_CHUNK_ROWS`` rows, the bank is
-    walked block by block and every row of the chunk adds its neighbours in that block. A bank
-    row is thus read from memory about once per chunk instead of once per neighbour entry: on a
-    200k x 384 bank at k = 2,000 the gather of 5,000 rows took 0.45 s instead of 1.4 s. Sums are
-    float64, so the order of the terms changes nothing at float32 precision.
+    Cache blocking: each row's neighbours are first ordered by bank block (a counting sort; blocks
+    of ``GATHER_BLOCK_BYTES``, at most ``k`` of them, so the scratch is O(n k) like the search
+    result); then, for chunks of ``GATHER_CHUNK_ROWS`` rows, the bank is walked block by block
+    and every row of the chunk adds its neighbours in that block. A bank row is thus read from
+    memory about once per chunk instead of once per neighbour entry: on a 200k x 384 bank at
+    k = 2,000 the gather of 5,000 rows took 0.45 s instead of 1.4 s. Sums are float64, so the
+    order of the terms changes nothing at float32 precision.
 
     Parameters
     ----------
@@ -48,11 +49,12 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
     """
     n, k = nbrs.shape
     d = bank.shape[1]
-    block = max(1, GATHER_BLOCK_BYTES // (4 * d))
+    # at most k blocks, so that the table of block starts is no larger than the search result
+    block = max(1, GATHER_BLOCK_BYTES // (4 * d), (bank.shape[0] + k - 1) // max(k, 1))
     n_blocks = (bank.shape[0] + block - 1) // block
     starts = np.zeros((n, n_blocks + 1), np.int32)  # row i's entries of block b: starts[i, b:b+2]
-    sorted_nbrs = np.empty((n, k), np.int64)
-    sorted_sims = np.empty((n, k), np.float64)
+    sorted_nbrs = np.empty((n, k), np.int32)  # bank rows < 2**31
+    sorted_sims = np.empty((n, k), np.float32)
     for i in prange(n):
         count = 0
         deg = 0.0
@@ -80,7 +82,7 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
             for r in prange(rows):
                 i = first + r
                 for p in range(starts[i, blk], starts[i, blk + 1]):
-                    s = sorted_sims[i, p]
+                    s = np.float64(sorted_sims[i, p])
                     b = sorted_nbrs[i, p]
                     for c in range(d):
                         acc[r, c] += s * bank[b, c]
