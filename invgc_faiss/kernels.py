@@ -16,7 +16,7 @@ GATHER_CHUNK_ROWS = 4096
 
 
 @njit(parallel=True, cache=True)
-def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
+def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found, block_rows=0):
     """LocalAdj offsets and degrees from a top-k bank search, over the neighbours found.
 
     For each row ``i``, with ``F_i = {j : nbrs[i, j] >= 0}`` the neighbours the bank index found
@@ -46,11 +46,15 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
     offsets : ndarray of shape (n, d), float32, output
     degrees : ndarray of shape (n,), float32, output
     found : ndarray of shape (n,), int64, output
+    block_rows : int
+        Bank rows per block; 0 (default): ``GATHER_BLOCK_BYTES`` worth. Either way raised so
+        that there are at most ``k`` blocks.
     """
     n, k = nbrs.shape
     d = bank.shape[1]
+    block = block_rows if block_rows > 0 else GATHER_BLOCK_BYTES // (4 * d)
     # at most k blocks, so that the table of block starts is no larger than the search result
-    block = max(1, GATHER_BLOCK_BYTES // (4 * d), (bank.shape[0] + k - 1) // max(k, 1))
+    block = max(1, block, (bank.shape[0] + k - 1) // max(k, 1))
     n_blocks = (bank.shape[0] + block - 1) // block
     starts = np.zeros((n, n_blocks + 1), np.int32)  # row i's entries of block b: starts[i, b:b+2]
     sorted_nbrs = np.empty((n, k), np.int32)  # bank rows < 2**31

@@ -124,3 +124,28 @@ def test_cancelled_row_stays_zero_not_nan():
     assert np.all(np.isfinite(out))
     assert_allclose(out, np.zeros((1, 4)), atol=1e-7)
 
+
+
+@pytest.mark.parametrize("block_rows", [0, 7, 1000, 5000])
+def test_gather_kernel_is_the_weighted_mean_over_found_rows_for_any_bank_blocking(rng, block_rows):
+    """The cache-blocked gather (rows' neighbours ordered by bank block, the bank walked block by
+    block) against a float64 loop; block_rows 7 asks for more blocks than k, which the kernel
+    caps at k (3000 / 50 = 60 rows a block)."""
+    from invgc_faiss import kernels
+
+    bank = rng.standard_normal((3000, 8)).astype(np.float32)
+    k = 50
+    nbrs = np.stack([rng.choice(3000, k, replace=False) for _ in range(40)]).astype(np.int64)
+    nbrs[rng.random(nbrs.shape) < 0.2] = -1
+    nbrs[3] = -1  # a row with nothing found
+    sims = rng.random(nbrs.shape).astype(np.float32)
+    offsets, degrees = np.empty((40, 8), np.float32), np.empty(40, np.float32)
+    found = np.empty(40, np.int64)
+    kernels.weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found, block_rows)
+    for i in range(40):
+        kept = nbrs[i] >= 0
+        weighted = (sims[i, kept, None].astype(np.float64) * bank[nbrs[i, kept]]).sum(axis=0)
+        assert found[i] == kept.sum()
+        assert_allclose(offsets[i], weighted / max(kept.sum(), 1), rtol=1e-6, atol=1e-7)
+        assert degrees[i] == pytest.approx(sims[i, kept].astype(np.float64).sum(), rel=1e-6)
+    assert not offsets[3].any() and found[3] == 0
