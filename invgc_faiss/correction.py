@@ -75,7 +75,8 @@ def knobs_of(off, full):
     an approximate bank index (empty list: exact search in the whole bank)."""
     knob = accuracy_knob(off.bank_index)
     sampled = off.bank.shape[0] < full.shape[0]
-    return (["max_bank_size"] if sampled else []) + ([f"{knob} (bank_search_params)"] if knob else [])
+    return ((["max_bank_size"] if sampled else [])
+            + ([f"{knob} (bank_search_params)"] if knob else []))
 
 
 def pool_size(pool_rate, bank_size):
