@@ -28,16 +28,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
+from bench_scale import plain_index  # noqa: E402 (a flat inner-product index over the rows)
 from invgc_faiss import kernels  # noqa: E402
 from invgc_faiss.bank_search import best_seconds  # noqa: E402
 from invgc_faiss.lab.synthetic import make_cone_pairs  # noqa: E402
 from invgc_faiss.projected_bank import uncentred_projection  # noqa: E402
-
-
-def flat_index(rows):
-    index = faiss.IndexFlatIP(rows.shape[1])
-    index.add(rows)
-    return index
 
 
 def gather_seconds(bank, sims, nbrs):
@@ -53,7 +48,7 @@ def list_coverage(projected_bank, projected_rows, exact_nbrs, nlist, probes, eve
     kmeans.train(projected_bank)
     assign = kmeans.index.search(projected_bank, 1)[1][:, 0]
     sizes = np.bincount(assign, minlength=nlist)
-    nearest = flat_index(kmeans.centroids).search(projected_rows[::every], nlist)[1]
+    nearest = plain_index(kmeans.centroids).search(projected_rows[::every], nlist)[1]
     result = []
     for p in probes:
         lists = nearest[:, :p]
@@ -74,13 +69,13 @@ def main():
     bank, rows = split.bank_queries, split.gallery
     k = max(1, int(args.pool_rate * bank.shape[0]))
     print(f"data: {split.description}; {rows.shape[0]} rows, bank {bank.shape[0]}, k = {k}")
-    exact = flat_index(bank)
+    exact = plain_index(bank)
     exact_seconds, (sims, nbrs) = best_seconds(lambda: exact.search(rows, k))
     gather = gather_seconds(bank, sims, nbrs)
     projection, kept = uncentred_projection(bank, 32)
     projected_bank = np.ascontiguousarray(bank @ projection.T)
     projected_rows = np.ascontiguousarray(rows @ projection.T)
-    projected = flat_index(projected_bank)
+    projected = plain_index(projected_bank)
     print(f"\n{'step':<34}{'seconds':>9}")
     print(f"{'exact search, top-' + str(k):<34}{exact_seconds:>9.2f}")
     print(f"{'gather of ' + str(k) + ' rows':<34}{gather:>9.2f}")

@@ -397,13 +397,11 @@ class InvGC:
         if reordered:
             figures.append(f"the top-1 corrected bank row of {100 * self.top1_change_:.0f}% of "
                            "reference queries differs from exact search over the whole banks")
-        named = dict.fromkeys(knob for b in searched for knob in knobs[b])
-        if "max_bank_size" in named:
-            kept = [f"{self.bank_names_[b]} bank {self.offsets_[b].bank.shape[0]} of "
-                    f"{full_banks[b].shape[0]}" for b in searched
-                    if "max_bank_size" in knobs[b]]
-            named = {(f"max_bank_size (rows kept: {', '.join(kept)})"
-                      if knob == "max_bank_size" else knob): None for knob in named}
+        kept = [f"{self.bank_names_[b]} bank {self.offsets_[b].bank.shape[0]} of "
+                f"{full_banks[b].shape[0]}" for b in searched if "max_bank_size" in knobs[b]]
+        sampled = f"max_bank_size (rows kept: {', '.join(kept)})"
+        named = dict.fromkeys(sampled if knob == "max_bank_size" else knob
+                              for b in searched for knob in knobs[b])
         warnings.warn(f"{'; '.join(figures)}: results may lose accuracy; raise "
                       f"{' or '.join(named)}, or measure the cost on paired "
                       "reference data with invgc_faiss.check_knobs", RuntimeWarning, stacklevel=4)
