@@ -74,9 +74,10 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found, block_row
         for j in range(k):
             b = nbrs[i, j]
             if b >= 0:
-                sorted_nbrs[i, fill[b // block]] = b
-                sorted_sims[i, fill[b // block]] = sims[i, j]
-                fill[b // block] += 1
+                slot = fill[b // block]
+                sorted_nbrs[i, slot] = b
+                sorted_sims[i, slot] = sims[i, j]
+                fill[b // block] = slot + 1
         found[i] = count
         degrees[i] = deg
     for first in range(0, n, GATHER_CHUNK_ROWS):
