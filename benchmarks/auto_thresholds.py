@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from invgc_faiss.bank_search import AUTO_SAMPLE, apply_search_params, offset_agreement  # noqa: E402
-from invgc_faiss.correction import LocalAdjOffset  # noqa: E402
+from invgc_faiss.offsets import LocalAdjOffset  # noqa: E402
 from invgc_faiss.lab.synthetic import make_cone_pairs  # noqa: E402
 
 LADDERS = [("IVF1788,Flat", "nprobe", (16, 32, 64, 128, 256)),

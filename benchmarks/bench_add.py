@@ -12,7 +12,7 @@ Rows:
   localadj_add     InvGCIndex(IndexFlatIP) add, LocalAdj, two banks (design A: faiss top-k + Numba
                    gather -- the library's)
   design_b         numpy BLAS block + Numba top-k select + the same gather, two banks (offsets only)
-  dense_reference_f64  the tests' float64 dense reference (tests/dense_reference.py), timed on
+  dense_reference_f64  the tests' float64 dense reference (tests/helpers/dense_reference.py), timed on
                    ref_rows rows and scaled linearly to N (at N = 20k it would need > 40 GB)
   dense_localadj   dense numpy over the full N x M matrix (float32, masked GEMM: the leanest dense
                    form)
@@ -33,7 +33,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 
 def status_kib(field):
@@ -90,8 +89,8 @@ def reference_difference(corrected, cfg):
     top-k set in some bank, max |diff| over the rows whose sets agree in both banks)."""
     import faiss
 
-    import dense_reference
-    from invgc_faiss.correction import pool_size
+    from tests.helpers import dense_reference
+    from invgc_faiss.offsets import pool_size
 
     x, bank_g, bank_q = make_data(cfg["n"], cfg["m"], cfg["d"])
     x = x[:REF_ROWS]
@@ -113,7 +112,7 @@ def run_job(name, cfg, out_path):
     import faiss
 
     from invgc_faiss import InvGCIndex, kernels
-    from invgc_faiss.correction import pool_size
+    from invgc_faiss.offsets import pool_size
 
     full = name in ("full_add", "dense_full")
     n = cfg["full_n"] if full else cfg["n"]
@@ -159,7 +158,7 @@ def run_job(name, cfg, out_path):
         for bank in (bank_g, bank_q):
             localadj_offsets_blas_select(x, bank, k)
     elif name == "dense_reference_f64":
-        import dense_reference
+        from tests.helpers import dense_reference
 
         dense_reference.invgc(x[:cfg["ref_rows"]], [bank_g, bank_q], [0.3, 0.6], "localadj",
                               cfg["pool_rate"])

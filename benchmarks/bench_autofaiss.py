@@ -15,7 +15,7 @@ Rows:
   baked route          transform_in_batches into a .npy memory map, build_index on it: time,
                        search; recall@10 against exact InvGC search
   by hand              max |score - q . x'| over the returned rows, x' from the dense float64
-                       reference (tests/dense_reference.py)
+                       reference (tests/helpers/dense_reference.py)
 """
 import argparse
 import json
@@ -29,7 +29,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 
 def build(folder, workdir, name):
@@ -52,7 +51,7 @@ def main():
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    import dense_reference as ref
+    from tests.helpers import dense_reference as ref
     import invgc_faiss
     from invgc_faiss.lab.synthetic import cone_vectors
 

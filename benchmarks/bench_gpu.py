@@ -30,7 +30,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 RATES = {"r_g": 0.25, "r_q": 1.5}
 
@@ -106,9 +105,9 @@ def main():
     import faiss
     import torch
 
-    import dense_reference as ref
+    from tests.helpers import dense_reference as ref
     from invgc_faiss import gpu
-    from invgc_faiss.correction import pool_size
+    from invgc_faiss.offsets import pool_size
 
     reason = gpu.unavailable_reason()
     if reason is not None:

@@ -80,7 +80,7 @@ def main():
         offsets = correction.offsets(x)[0][0]
         exact = exact or (seconds, offsets)
         cosine, ratio = offset_agreement(offsets, exact[1])
-        in_force = correction.bank_search_params_ or ""  # a dict after "auto", else as given
+        in_force = correction.report_.bank_search_params or ""  # a dict after "auto", else as given
         setting = in_force.get("query", "") if isinstance(in_force, dict) else in_force
         row = {"setting": name, "auto": setting, "correct_s": seconds,
                "speed_up": exact[0] / seconds, "offset_cosine": float(cosine.mean()),

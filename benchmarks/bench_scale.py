@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex, add_in_batches, forms  # noqa: E402
+from invgc_faiss import InvGC, InvGCIndex, InvGCRerankIndex, add_in_batches  # noqa: E402
 from invgc_faiss.bank_search import best_seconds, offset_agreement  # noqa: E402
 from invgc_faiss.streaming import read_npy_batches  # noqa: E402
 from invgc_faiss.lab.synthetic import cone_vectors, make_cone_pairs  # noqa: E402
@@ -69,7 +69,7 @@ def reset_peak_rss():
 def offset_agreement_to(exact, correction, rows):
     """Mean cosine and mean norm ratio of ``correction``'s offsets of ``rows`` against the
     ``exact`` correction's, over the banks the rates use."""
-    used = forms.active_banks(correction.form_, correction.rates_)
+    used = correction.rates_.active(correction.bank_names_)
     approx_offsets = correction.offsets(rows, banks=used)[0]
     exact_offsets = exact.offsets(rows, banks=used)[0]
     cosines, ratios = zip(*(offset_agreement(a, e) for a, e in zip(approx_offsets, exact_offsets)))
@@ -103,7 +103,7 @@ def measure_knobs(label, params, split, configs, timing_rows, log):
         correction = InvGC(**{"max_bank_size": None, **params, **extra})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            correction.fit(split.bank_gallery, split.bank_queries)
+            correction.fit(query_bank=split.bank_queries, gallery_bank=split.bank_gallery)
             correction.correct(timing_rows[:64])  # warm
             # best of three: on this 2-core machine a slow spell can cover two runs in a row
             correct_s = best_seconds(lambda: correction.correct(timing_rows), repeats=3)[0]
@@ -116,7 +116,7 @@ def measure_knobs(label, params, split, configs, timing_rows, log):
         rows.append({"form": label, "setting": name, "correct_s": correct_s,
                      "speed_up": exact[1] / correct_s, "offset_cosine": cosine,
                      "norm_ratio": ratio, "warned": warned, "R@1": r1,
-                     "search_params": correction.bank_search_params_})
+                     "search_params": correction.report_.bank_search_params})
         log(rows[-1])
     for row in rows:
         row["dR@1"] = row["R@1"] - rows[0]["R@1"]

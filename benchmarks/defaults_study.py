@@ -30,8 +30,9 @@ import numpy as np
 import invgc_faiss
 from invgc_faiss import InvGCIndex
 from invgc_faiss.correction import DEFAULT_MAX_BANK_SIZE
-from invgc_faiss.forms import TUNING_GRIDS
-from invgc_faiss.heldout import diagonal_ranks, invgc_grid_scores, top_k_skewness
+from invgc_faiss.rates import TUNING_GRIDS
+from invgc_faiss.heldout import invgc_grid_scores
+from invgc_faiss.measures import diagonal_ranks, top_k_skewness
 from invgc_faiss.lab import metrics
 from invgc_faiss.lab.datasets import directions, load_bible_split
 from invgc_faiss.lab.grid_search import tune_method
@@ -117,9 +118,9 @@ def label_free_statistic(query_bank, gallery_bank, holdout=2000, seed=0):
     queries = np.vstack([query_bank[held], query_bank[unpaired]])  # paired rows, then others
     gallery = gallery_bank[held]
     points = []
-    for form_grid in TUNING_GRIDS.values():
+    for form, form_grid in TUNING_GRIDS.items():
         for params, scores in invgc_grid_scores(queries, gallery, query_bank[rest],
-                                                gallery_bank[rest], form_grid,
+                                                gallery_bank[rest], form, form_grid,
                                                 max_bank_size=DEFAULT_MAX_BANK_SIZE):
             skew = top_k_skewness(scores[holdout:])
             r1 = 100.0 * float(np.mean(diagonal_ranks(scores[:holdout]) == 1))

@@ -5,11 +5,11 @@
 
 For every bank sample size, IVF ``nprobe`` and HNSW ``efSearch`` (and Proj32 on the 200k bank),
 given explicitly as a user would: the offset check's mean cosine and norm error
-(``correction.agreement_``), the ranking check's top-1 change (``correction.top1_change_``),
+(``correction.report_.agreement``), the ranking check's top-1 change (``correction.report_.top1_change``),
 whether fitting warned, and the test-split R@1 change against exact search over the whole banks.
 Data: real eng->deu (20k banks; paper form tuned label-free, projection form at its defaults) and
 the generated 200k-row bank of ``bench_scale.py bigbank`` (projection form, pools 0.001 and 0.01).
-It chose ``correction.WARN_MAX_TOP1_CHANGE``: the largest top-1 change with every setting at or
+It chose ``checks.WARN_MAX_TOP1_CHANGE``: the largest top-1 change with every setting at or
 below it within 1 R@1 of exact on all four, where the offset cosine has no such threshold.
 """
 import argparse
@@ -36,18 +36,18 @@ def recall_at_1(correction, split):
 
 def measure(label, split, params, settings, log):
     """One row per setting: what the checks saw and the R@1 change."""
-    exact = InvGC(**{**params, "max_bank_size": None}).fit(split.bank_gallery, split.bank_queries)
+    banks = {"query_bank": split.bank_queries, "gallery_bank": split.bank_gallery}
+    exact = InvGC(**{**params, "max_bank_size": None}).fit(**banks)
     base = recall_at_1(exact, split)
     rows = []
     for name, extra in settings:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            correction = InvGC(**{"max_bank_size": None, **params, **extra}).fit(
-                split.bank_gallery, split.bank_queries)
-        agreement = next(iter(correction.agreement_.values()), {})
+            correction = InvGC(**{"max_bank_size": None, **params, **extra}).fit(**banks)
+        agreement = next(iter(correction.report_.agreement.values()), {})
         rows.append({"data": label, "setting": name, "cosine": agreement.get("cosine"),
                      "norm_error": agreement.get("norm_error"),
-                     "top1_change": correction.top1_change_,
+                     "top1_change": correction.report_.top1_change,
                      "warned": any(issubclass(w.category, RuntimeWarning) for w in caught),
                      "dR@1": recall_at_1(correction, split) - base})
         log(rows[-1])

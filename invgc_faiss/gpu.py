@@ -1,6 +1,6 @@
 """GPU placement: bank top-k by faiss's GPU brute-force kNN, offsets gathered on the GPU, GPU inner indexes.
 
-``device="gpu"`` (on :class:`~invgc_faiss.correction.InvGC`, :class:`~invgc_faiss.InvGCIndex`,
+``device="gpu"`` (on :class:`~invgc_faiss.InvGC`, :class:`~invgc_faiss.InvGCIndex`,
 :func:`~invgc_faiss.read_index`) needs a faiss build with GPU support (``faiss-gpu-cu12``, or
 faiss from conda) and PyTorch with CUDA; without them it warns once and runs on the CPU, with the
 same results. What moves to the GPU:
@@ -16,10 +16,10 @@ same results. What moves to the GPU:
 
 Approximate bank indexes (IVF, HNSW) and the full variant stay on the CPU.
 """
-import warnings
-
 import faiss
 import numpy as np
+
+from .validation import warn_caller
 
 DEVICES = ("cpu", "gpu")
 
@@ -54,8 +54,8 @@ def resolve_device(device):
     if check_device(device) == "gpu":
         reason = unavailable_reason()
         if reason is not None:
-            warnings.warn(f"device='gpu' asked for, but {reason}: running on the CPU (same "
-                          "results, CPU speed)", RuntimeWarning, stacklevel=3)
+            warn_caller(f"device='gpu' asked for, but {reason}: running on the CPU (same "
+                        "results, CPU speed)", RuntimeWarning)
             return "cpu"
     return device
 
@@ -168,7 +168,7 @@ def weighted_neighbour_mean(bank, sims, nbrs):
 
 class GpuBank:
     """One exact LocalAdj bank on the GPU: ``__call__`` has the contract of
-    :meth:`invgc_faiss.correction.LocalAdjOffset.__call__`.
+    :meth:`invgc_faiss.offsets.LocalAdjOffset.__call__`.
 
     Parameters
     ----------

@@ -108,7 +108,7 @@ def subtract_normalize_combine(x, offsets, rates, out):
         out[i] = normalize(sum_b x_b)          # = normalize(1/2 x_g + 1/2 x_q) for two banks
 
     The paper's form passes the same rate for every row; the projection form passes
-    ``rho_b (x . o_b) / (o_b . o_b)`` (see :mod:`invgc_faiss.forms`).
+    ``rho_b (x . o_b) / (o_b . o_b)`` (see :mod:`invgc_faiss.rates`).
     ``normalize(0) = 0``: a row cancelled exactly stays zero instead of becoming NaN.
 
     Parameters

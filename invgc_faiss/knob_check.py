@@ -18,9 +18,10 @@ import warnings
 import faiss
 import numpy as np
 
-from . import heldout
 from .bank_search import KNOB_LADDERS, accuracy_knob, best_seconds, build_bank_index
 from .correction import InvGC
+from .heldout import holdout_rows
+from .measures import bootstrap_interval, diagonal_ranks, hits
 from .projected_bank import KNOB as PROJECTED_KNOB, projected_dimension
 from .validation import as_unit_banks
 
@@ -109,8 +110,8 @@ def check_knobs(query_bank, gallery_bank, knobs, *, params=None, holdout=0.1, ma
     if not isinstance(knobs, dict) or not knobs:
         raise TypeError("knobs must be a non-empty dict {name: {InvGC keyword: value}}")
     rng = np.random.default_rng(seed)
-    held, rest = heldout.holdout_rows(query_bank.shape[0], holdout, max_holdout, rng, minimum=50,
-                                      what="check_knobs")
+    held, rest = holdout_rows(query_bank.shape[0], holdout, max_holdout, rng, minimum=50,
+                              what="check_knobs")
     queries, gallery = query_bank[held], gallery_bank[held]
     banks = {"query_bank": query_bank[rest], "gallery_bank": gallery_bank[rest]}
     base = {**(params or {}), "max_bank_size": None}
@@ -126,16 +127,16 @@ def check_knobs(query_bank, gallery_bank, knobs, *, params=None, holdout=0.1, ma
             correction.transform(gallery[:16])  # warm: kernels loaded, buffers allocated
             correct_s, corrected = best_seconds(lambda: correction.transform(gallery),
                                                 TIMING_REPEATS)
-        hits = (heldout.diagonal_ranks(queries @ corrected.T) == 1).astype(np.float64)
+        top1 = hits(diagonal_ranks(queries @ corrected.T), ks=(1,))  # 100 where top-1, else 0
         if reference_hits is None:
-            reference_hits, reference_s = hits, correct_s
-        diff = 100 * (hits - reference_hits)
-        rows.append({"name": name, "R@1": 100 * float(hits.mean()), "dR@1": float(diff.mean()),
-                     "dR@1_interval": list(heldout.bootstrap_interval(diff, rng, n_bootstrap)),
+            reference_hits, reference_s = top1, correct_s
+        diff = top1 - reference_hits
+        rows.append({"name": name, "R@1": float(top1.mean()), "dR@1": float(diff.mean()),
+                     "dR@1_interval": list(bootstrap_interval(diff, rng, n_bootstrap)),
                      "correct_s": correct_s, "speed_up": reference_s / correct_s, "fit_s": fit_s,
                      "warned": [str(w.message) for w in caught
                                 if issubclass(w.category, RuntimeWarning)],
-                     "bank_search_params": correction.bank_search_params_,
+                     "bank_search_params": correction.report_.bank_search_params,
                      "knob": _resolved(knob, correction)})
     return KnobReport(rows, queries.shape[0])
 
@@ -184,6 +185,6 @@ def _resolved(knob, correction):
     """The knob as InvGC keyword arguments, with the bank search settings "auto" chose and
     ``max_bank_size=None`` unless the knob samples (the setting as checked: whole banks)."""
     resolved = {"max_bank_size": None, **knob}
-    if correction.bank_search_params_ is not None:
-        resolved["bank_search_params"] = correction.bank_search_params_
+    if correction.report_.bank_search_params is not None:
+        resolved["bank_search_params"] = correction.report_.bank_search_params
     return resolved

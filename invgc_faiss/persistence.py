@@ -4,15 +4,18 @@ File layout (format version 1)::
 
     b"INVGCFAISS"                      10-byte magic
     uint32 little-endian               header length h
-    h bytes                            JSON header: format_version, parameters, id mode,
-                                       payload length and SHA-256
+    h bytes                            JSON header: format_version, the correction's
+                                       parameters, bank names, id mode, the index's mode
+                                       ("baked" or "rerank") and what that mode keeps (the
+                                       alignment's name; rerank's k_factor, offset dtype and
+                                       rates), payload length and SHA-256
     payload                            an .npz archive (no pickles): the inner faiss index bytes,
-                                       stored ids, per-item columns, the banks, and the bank search
+                                       stored ids, per-item columns, the banks, the bank search
                                        indexes that are not the default exact flat one, and
                                        the alignment's side matrices if the index has one
 
-An alignment comes back as a plain :class:`invgc_faiss.rebalance.Alignment` with the same
-matrices (so the same searches); the header keeps its name and fitting parameters.
+Format 2 (this version) adds the correction's ``fixed_rates`` and writes rerank rates as a
+value (:meth:`invgc_faiss.rates.Rates.to_dict`); files of format 1 load as before.
 
 Writing is atomic: a temporary file in the target folder is written, flushed, fsync'ed and
 renamed over the target, and the folder is fsync'ed, so a crash leaves either the old file or the
@@ -34,13 +37,15 @@ import numpy as np
 
 from . import gpu
 from .atomic import write_atomically
+from .base import InvGCBase
 from .correction import InvGC
 from .index import InvGCIndex
-from .rebalance import Alignment
 from .rerank import InvGCRerankIndex
 
 MAGIC = b"INVGCFAISS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS = (1, 2)
+MODES = {"baked": InvGCIndex, "rerank": InvGCRerankIndex}
 
 
 def _is_default_bank_index(bank_index):
@@ -60,35 +65,27 @@ def _payload_arrays(index):
             arrays[f"bank_index_{name}"] = faiss.serialize_index(bank_index)
     if correction.gallery_mean_ is not None:
         arrays["gallery_mean"] = correction.gallery_mean_
-    if index.alignment is not None:
-        for side, matrix in index.alignment.matrices().items():
-            arrays[f"alignment_{side}"] = matrix
     return arrays
 
 
-def _alignment_header(alignment):
-    if alignment is None:
-        return None
-    get_params = getattr(alignment, "get_params", None)
-    return {"name": alignment.name, "d": alignment.d_,
-            "params": get_params() if get_params is not None else {}}
-
-
 def write_index(index, path):
-    """Write ``index`` (an :class:`InvGCIndex`) to ``path`` atomically.
+    """Write ``index`` (an :class:`InvGCIndex` or :class:`InvGCRerankIndex`) to ``path``
+    atomically.
 
     Parameters
     ----------
     index : InvGCIndex or InvGCRerankIndex
     path : str or os.PathLike
     """
-    if not isinstance(index, InvGCIndex):
+    mode = next((mode for mode, cls in MODES.items() if type(index) is cls), None)
+    if not isinstance(index, InvGCBase) or mode is None:
         raise TypeError(
-            f"write_index takes an InvGCIndex, got {type(index).__name__}; use faiss.write_index "
-            "for plain faiss indexes"
+            f"write_index takes an InvGCIndex or InvGCRerankIndex, got {type(index).__name__}; use "
+            "faiss.write_index for plain faiss indexes"
         )
+    state, state_arrays = index._file_state()
     buffer = io.BytesIO()
-    np.savez(buffer, **_payload_arrays(index))
+    np.savez(buffer, **_payload_arrays(index), **state_arrays)
     payload = buffer.getvalue()
     header = json.dumps({
         "format_version": FORMAT_VERSION,
@@ -96,10 +93,8 @@ def write_index(index, path):
         "bank_names": index.correction.bank_names_,
         "keep_originals": index.keep_originals,
         "sequential_ids": index.sequential_ids,
-        "alignment": _alignment_header(index.alignment),
-        "mode": "rerank" if isinstance(index, InvGCRerankIndex) else "baked",
-        "rerank": ({"k_factor": index.k_factor, "offset_dtype": index.offset_dtype,
-                    "rates": index.rates.tolist()} if isinstance(index, InvGCRerankIndex) else None),
+        "mode": mode,
+        **state,
         "payload_bytes": len(payload),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "faiss_version": faiss.__version__,
@@ -121,11 +116,10 @@ def _read_checked(path):
         header = json.loads(data[start:start + header_len].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} has a corrupt header: {exc}") from None
-    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {header.get('format_version') if isinstance(header, dict) else '?'}"
-            f", this library reads {FORMAT_VERSION}"
-        )
+    version = header.get("format_version") if isinstance(header, dict) else "?"
+    if version not in READS:
+        raise ValueError(f"{path} has format version {version}, this library reads "
+                         f"{', '.join(map(str, READS))}")
     payload = data[start + header_len:]
     if len(payload) != header.get("payload_bytes"):
         raise ValueError(
@@ -138,7 +132,7 @@ def _read_checked(path):
 
 
 def read_index(path, device="cpu"):
-    """Read an :class:`InvGCIndex` written by :func:`write_index`.
+    """Read an index written by :func:`write_index`.
 
     ``device="gpu"`` puts the inner index and the exact banks on the GPU (as the constructor's
     ``device``; files never store the device, so an index written from a GPU loads on a CPU-only
@@ -151,30 +145,22 @@ def read_index(path, device="cpu"):
     with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
     names = header["bank_names"]
+    cls = MODES[header.get("mode", "baked")]
     bank_indexes = {f"{name}_bank_index": faiss.deserialize_index(arrays[f"bank_index_{name}"])
                     for name in names if f"bank_index_{name}" in arrays}
-    # files from before bank sampling had a default: whole banks
-    correction = InvGC(**{"max_bank_size": None, **header["params"]}, **bank_indexes,
-                       device=device)
-    correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names},
-                   all_banks=header.get("mode") == "rerank")
+    # defaults of files written before a parameter existed: whole banks (before bank sampling),
+    # every bank checked in rerank mode (before fixed_rates)
+    params = {"max_bank_size": None, "fixed_rates": cls is not InvGCRerankIndex,
+              **header["params"]}
+    correction = InvGC(**params, **bank_indexes, device=device)
+    correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names})
     if "gallery_mean" in arrays:
         correction.fit_gallery_mean(arrays["gallery_mean"])
     columns = {key[len("item_"):]: arrays[key] for key in arrays if key.startswith("item_")}
-    rerank = header.get("rerank")
-    cls, extra = ((InvGCRerankIndex, {"k_factor": rerank["k_factor"],
-                                      "offset_dtype": rerank["offset_dtype"]})
-                  if header.get("mode") == "rerank" else (InvGCIndex, {}))
-    aligned = header.get("alignment")
-    if aligned is not None:
-        extra["alignment"] = Alignment(arrays.get("alignment_query"), arrays.get("alignment_gallery"),
-                                       d=aligned["d"], name=aligned["name"])
     inner = faiss.deserialize_index(arrays["inner"])
     index = cls.restore(
         gpu.index_to_gpu(inner) if device == "gpu" else inner, arrays["ids"], correction,
         keep_originals=header["keep_originals"], columns=columns,
-        sequential_ids=header["sequential_ids"], **extra,
-    )
-    if rerank is not None:
-        index.rates = np.array(rerank["rates"], dtype=np.float64)
+        sequential_ids=header["sequential_ids"], **cls._restore_kwargs(header, arrays))
+    index._restore_state(header, arrays)
     return index

@@ -16,7 +16,8 @@ Protocol for paired banks (row ``i`` of ``query_bank`` matches row ``i`` of ``ga
 
 The index built from the result (:meth:`TuneResult.index`) uses *all* pairs as banks; the pool is
 a share of the bank and ``max_bank_size`` is the same as while tuning, so the tuned parameters
-carry over.
+carry over. The split is kept as ``TuneResult.heldout``, on which the lab compares peers
+(``python -m invgc_faiss tune --peers``, :func:`invgc_faiss.lab.grid_search.compare_peers`).
 
 Unpaired banks (``paired=False``) have no pairs to score. There, each bank's held-out rows serve
 as unlabelled queries and gallery, and the grid point with the least k-skewness of the gallery
@@ -25,20 +26,20 @@ index's skewness. On six real retrieval directions the point of least skewness w
 held-out R@1 of the point of best R@1 (Spearman 0.57-0.86 over the grids; README, defaults
 study); it has no interval and no recall to report.
 """
+import dataclasses
 import json
 import time
-import warnings
 
 import faiss
 import numpy as np
 
 from . import heldout
-from .forms import RATE_NAMES, TUNING_GRIDS as GRIDS
 from .correction import DEFAULT_MAX_BANK_SIZE
 from .index import InvGCIndex
+from .measures import bootstrap_interval, diagonal_ranks, hits, recalls, top_k_skewness
+from .rates import TUNING_GRIDS as GRIDS, Rates
 from .validation import as_unit_banks
 
-RECALL_KS = (1, 5, 10)
 RECALL_COLUMNS = ("R@1", "R@5", "R@10")
 
 
@@ -47,13 +48,16 @@ def _cell(value, width):
     return f"{value:{width}.1f}" if value == value else "-".rjust(width)
 
 
-def _hits(ranks):
-    """Per-query ``100 (hit@1 + hit@5 + hit@10)``, float64 (n,): its mean is R@1+R@5+R@10."""
-    return 100.0 * sum((ranks <= k) for k in RECALL_KS).astype(np.float64)
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """The split :func:`tune` scored: held-out ``queries`` and ``gallery`` (row i matches row i
+    when ``paired``) and the remaining rows as ``query_bank`` and ``gallery_bank``."""
 
-
-def _recalls(ranks):
-    return {f"R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in RECALL_KS}
+    queries: np.ndarray
+    gallery: np.ndarray
+    query_bank: np.ndarray
+    gallery_bank: np.ndarray
+    paired: bool
 
 
 class TuneResult:
@@ -73,16 +77,18 @@ class TuneResult:
         One line: what was chosen and why.
     seconds : float
     n_holdout : int
+    heldout : HeldOut, the split that was scored (peers are compared on it by the lab)
     """
 
-    def __init__(self, params, rows, gain, gain_interval, decision, seconds, n_holdout, banks):
+    def __init__(self, params, rows, gain, gain_interval, decision, seconds, heldout, banks):
         self.params = params
         self.rows = rows
         self.gain = gain
         self.gain_interval = gain_interval
         self.decision = decision
         self.seconds = seconds
-        self.n_holdout = n_holdout
+        self.heldout = heldout
+        self.n_holdout = heldout.queries.shape[0]
         self._banks = banks
 
     def index(self, inner=None, **overrides):
@@ -138,7 +144,7 @@ def _progress_bar(total, enabled):
 
 
 def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper"), grid=None,
-         holdout=0.1, max_holdout=2000, seed=0, methods=(), max_bank_size=DEFAULT_MAX_BANK_SIZE,
+         holdout=0.1, max_holdout=2000, seed=0, max_bank_size=DEFAULT_MAX_BANK_SIZE,
          n_bootstrap=2000, normalize_input=False, progress=False):
     """Tune InvGC on reference banks and decide whether it helps.
 
@@ -156,15 +162,12 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
         Forms whose grids are searched.
     grid : dict, optional
         ``{form: {parameter: values}}`` replacing the default grids
-        (:data:`invgc_faiss.forms.TUNING_GRIDS`) of the forms it names.
+        (:data:`invgc_faiss.rates.TUNING_GRIDS`) of the forms it names.
     holdout : float in (0, 1) or int
         Held-out rows of each bank: a share or a count (at most ``max_holdout``, at least 50).
     max_holdout : int
         Bounds the dense held-out scoring (``n_h^2`` per grid point).
     seed : int
-    methods : tuple of str
-        Peers to tune on the same split for comparison (``"nnn"``, ``"qb_norm"``, ``"csls"``,
-        ``"dbnorm"``; paired banks only): reported in ``rows``, never chosen.
     max_bank_size : int or None
         As for :class:`InvGCIndex`; used while tuning and in :meth:`TuneResult.index`.
     n_bootstrap : int
@@ -186,8 +189,6 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
             f"paired banks (row i of query_bank matches row i of gallery_bank) need the same "
             f"number of rows, got {query_bank.shape[0]} and {gallery_bank.shape[0]}; for unpaired "
             "banks pass paired=False (label-free tuning)")
-    if not paired and methods:
-        raise ValueError("peers (methods=...) are scored on held-out pairs: paired banks only")
     unknown = set(forms) - set(GRIDS)
     if not forms or unknown:
         raise ValueError(f"forms must be a non-empty subset of {tuple(GRIDS)}, got {forms!r}")
@@ -202,43 +203,40 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
     grids = {form: {**GRIDS[form], **((grid or {}).get(form, {}))} for form in forms}
     bar = _progress_bar(sum(len(heldout.grid(g)) for g in grids.values()), progress)
     candidates = []  # (form, params, scores reduced to ranks or a skewness)
-    reduce = heldout.diagonal_ranks if paired else heldout.top_k_skewness
-    with warnings.catch_warnings():  # drift warnings of pools tried here concern no index yet
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for form, form_grid in grids.items():
-            for params, scores in heldout.invgc_grid_scores(
-                    queries, gallery, bank_q, bank_g, form_grid, max_bank_size=max_bank_size,
-                    progress=bar):
-                candidates.append((form, params, reduce(scores)))
+    reduce = diagonal_ranks if paired else top_k_skewness
+    for form, form_grid in grids.items():
+        for params, scores in heldout.invgc_grid_scores(
+                queries, gallery, bank_q, bank_g, form, form_grid, max_bank_size=max_bank_size,
+                progress=bar):
+            candidates.append((form, params, reduce(scores)))
     plain = reduce(queries @ gallery.T)
     choose = _choose_paired if paired else _choose_label_free
     form, params, rows, gain, interval, decision = choose(candidates, plain, grids, rng,
                                                           n_bootstrap)
-    if paired:
-        rows += _peer_rows(methods, queries, gallery, bank_q, bank_g)
     params = {"form": form, **params, "max_bank_size": max_bank_size}
     return TuneResult(params, rows, gain, interval, decision, time.perf_counter() - start,
-                      queries.shape[0], (query_bank, gallery_bank))
+                      HeldOut(queries, gallery, bank_q, bank_g, paired),
+                      (query_bank, gallery_bank))
 
 
 def _identity(form):
-    return {name: 0.0 for name in RATE_NAMES[form]}
+    return {key: value for key, value in Rates.identity(form).params().items() if key != "form"}
 
 
 def _choose_paired(candidates, plain_ranks, grids, rng, n_bootstrap):
     """Best held-out R@1+R@5+R@10; cross-fitted gain interval; do-no-harm."""
-    plain_hits = _hits(plain_ranks)
-    hits = np.stack([_hits(ranks) for _, _, ranks in candidates])  # (n_candidates, n_h)
-    rows = [{"method": "plain", **_recalls(plain_ranks), "sum": float(plain_hits.mean()),
+    plain_hits = hits(plain_ranks)
+    scores = np.stack([hits(ranks) for _, _, ranks in candidates])  # (n_candidates, n_h)
+    rows = [{"method": "plain", **recalls(plain_ranks), "sum": float(plain_hits.mean()),
              "params": {}}]
     for form in grids:
         members = [i for i, c in enumerate(candidates) if c[0] == form]
-        best = members[int(np.argmax(hits[members].mean(axis=1)))]
-        rows.append({"method": form, **_recalls(candidates[best][2]),
-                     "sum": float(hits[best].mean()), "params": candidates[best][1]})
-    form, params, _ = candidates[int(np.argmax(hits.mean(axis=1)))]
-    gains = _cross_fitted_gains(hits, plain_hits, rng)
-    interval = heldout.bootstrap_interval(gains, rng, n_bootstrap)
+        best = members[int(np.argmax(scores[members].mean(axis=1)))]
+        rows.append({"method": form, **recalls(candidates[best][2]),
+                     "sum": float(scores[best].mean()), "params": candidates[best][1]})
+    form, params, _ = candidates[int(np.argmax(scores.mean(axis=1)))]
+    gains = _cross_fitted_gains(scores, plain_hits, rng)
+    interval = bootstrap_interval(gains, rng, n_bootstrap)
     if interval[0] <= 0:
         decision = (f"do-no-harm: the gain's 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}] "
                     "reaches 0, so the identity (the plain index) is chosen")
@@ -274,28 +272,14 @@ def _choose_label_free(candidates, plain_skewness, grids, rng, n_bootstrap):
     return form, params, rows, None, None, decision
 
 
-def _peer_rows(methods, queries, gallery, bank_q, bank_g):
-    """Held-out R@1+R@5+R@10 of peers tuned on the same split (the lab, loaded only if asked)."""
-    if not methods:
-        return []
-    from .lab.grid_search import tune_method
-
-    rows = []
-    for name in methods:
-        params, score = tune_method(name, queries, gallery, bank_q, bank_g)
-        rows.append({"method": name, "R@1": float("nan"), "R@5": float("nan"),
-                     "R@10": float("nan"), "sum": float(score), "params": params})
-    return rows
-
-
-def _cross_fitted_gains(hits, plain_hits, rng):
+def _cross_fitted_gains(scores, plain_scores, rng):
     """Per-query gains over plain of the candidate picked on the *other* half of the queries.
 
-    hits : (n_candidates, n) per-query scores; plain_hits : (n,). Returns (n,) float64."""
-    n = plain_hits.size
+    scores : (n_candidates, n) per-query scores; plain_scores : (n,). Returns (n,) float64."""
+    n = plain_scores.size
     fold = rng.permutation(n) % 2
     gains = np.empty(n)
     for f in (0, 1):
-        pick = int(np.argmax(hits[:, fold != f].mean(axis=1)))
-        gains[fold == f] = hits[pick, fold == f] - plain_hits[fold == f]
+        pick = int(np.argmax(scores[:, fold != f].mean(axis=1)))
+        gains[fold == f] = scores[pick, fold == f] - plain_scores[fold == f]
     return gains

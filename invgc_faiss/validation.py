@@ -4,9 +4,13 @@ Every public entry point converts its arrays here first: the result is a float32
 C-contiguous array of the right shape, finite, and -- for gallery vectors and banks -- of unit
 L2 norm. Each failure raises ``TypeError`` (a dtype that cannot be converted safely) or
 ``ValueError`` (wrong shape, wrong dimension, NaN/inf, non-unit rows, bad ids) with the offending
-values in the message. Nothing here mutates caller data.
+values in the message. Nothing here mutates caller data. Warnings are attributed to the user's
+line, however deep in the library they arise (:func:`warn_caller`).
 """
 import numbers
+import os
+import sys
+import warnings
 
 import numpy as np
 
@@ -148,3 +152,19 @@ def check_pool_rate(value):
     if not (0.0 < value <= 1.0):
         raise ValueError(f"pool_rate must be in (0, 1], got {value}")
     return float(value)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _in_package(path):
+    return os.path.abspath(path).startswith(_PACKAGE)
+
+
+def warn_caller(message, category):
+    """``warnings.warn`` attributed to the first caller outside this package (the user's line),
+    however deep inside the library the warning arises."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and _in_package(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -1,39 +1,17 @@
-"""Shared seeded fixtures: unit vectors, cone-shaped data, exact ties."""
+"""Shared seeded fixtures (helpers they use live in ``tests/helpers``), the slow marker and the
+hypothesis profiles.
+
+Tests are grouped by what they test: ``core/`` the library, ``rebalance/`` the alignments,
+``lab/`` the evaluation lab and the command line, ``clients/`` faiss clients (LangChain,
+LlamaIndex, Haystack, autofaiss; optional extras).
+"""
 import os
-import sys
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-
-def unit_rows(x):
-    x = np.asarray(x, dtype=np.float64)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def random_unit(rng, n, d):
-    return unit_rows(rng.standard_normal((n, d)))
-
-
-def cone(rng, n, d, spread=0.15, axis=None):
-    """Unit vectors crowded around one direction (representation degeneration)."""
-    if axis is None:
-        axis = np.ones(d) / np.sqrt(d)
-    return unit_rows(axis + spread * rng.standard_normal((n, d)))
-
-
-def cone_data(seed, d, n_gallery, n_queries, n_gallery_bank, n_query_bank):
-    """Gallery, queries and both banks around one random axis (same cone), as the dict the
-    index tests take: ``d``, ``xb``, ``xq``, ``bank_g``, ``bank_q``."""
-    rng = np.random.default_rng(seed)
-    axis = unit_rows(rng.standard_normal((1, d)))[0]
-    return {"d": d, "xb": cone(rng, n_gallery, d, 0.3, axis),
-            "xq": cone(rng, n_queries, d, 0.3, axis),
-            "bank_g": cone(rng, n_gallery_bank, d, 0.3, axis),
-            "bank_q": cone(rng, n_query_bank, d, 0.3, axis)}
+from tests.helpers.data import random_unit
 
 
 # fuzzing profiles: the default run is fast; `pytest --hypothesis-profile=thorough` runs
@@ -93,6 +71,6 @@ def e5():
 @pytest.fixture(scope="module")
 def banks(e5):
     """E5 reference banks of the client tests: passages (gallery side) and questions (query side)."""
-    from client_texts import BANK_DOCS, BANK_QUERIES
+    from tests.helpers.client_texts import BANK_DOCS, BANK_QUERIES
 
     return {"gallery_bank": e5.passage(BANK_DOCS), "query_bank": e5.query(BANK_QUERIES)}

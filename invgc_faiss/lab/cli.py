@@ -19,13 +19,13 @@ import sys
 
 import numpy as np
 
+from ..measures import rsum
 from ..rebalance import ALIGNMENTS
-from . import metrics
 from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS, directions
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
+from .grid_search import PEERS, compare_peers, tune_method
 from .synthetic import make_cone_pairs
-from .grid_search import tune_method
 
 REBALANCE_COLUMNS = ["setting", "method", "invgc", "qg_R@1", "qg_R@5", "qg_R@10", "gq_R@1",
                      "gq_R@5", "gq_R@10", "RSUM", "q_NDCG@10", "g_NDCG@10", "q_NDCG@20",
@@ -77,7 +77,7 @@ def run_comparison(split, query_name, gallery_name, method_names, truth=None):
             rows.append({"direction": label, "method": name,
                          **evaluate_method(build, queries, gallery, truth), "params": params})
     for row in rows:
-        row["RSUM"] = metrics.rsum(*(r for r in rows if r["method"] == row["method"]))
+        row["RSUM"] = rsum(*(r for r in rows if r["method"] == row["method"]))
     return rows
 
 
@@ -190,8 +190,9 @@ def run_tune(args):
     query_bank = load_embeddings(args.query_bank)
     gallery_bank = load_embeddings(args.gallery_bank, query_bank.shape[1])
     result = tune(query_bank, gallery_bank, paired=False if args.unpaired else None,
-                  forms=tuple(args.forms), holdout=args.holdout, seed=args.seed,
-                  methods=tuple(args.peers), progress=True)
+                  forms=tuple(args.forms), holdout=args.holdout, seed=args.seed, progress=True)
+    if args.peers:
+        result = compare_peers(result, args.peers)
     print(result)
     if args.json:
         with open(args.json, "w") as f:
@@ -305,7 +306,7 @@ def build_parser():
                            "of different sizes are taken as unpaired anyway")
     tune.add_argument("--forms", nargs="+", default=["projection", "paper"],
                       choices=["projection", "paper"])
-    tune.add_argument("--peers", nargs="*", default=[], choices=["nnn", "csls", "qb_norm", "dbnorm"],
+    tune.add_argument("--peers", nargs="*", default=[], choices=list(PEERS),
                       help="also tune these peers on the same held-out pairs")
     tune.add_argument("--holdout", type=float, default=0.1, help="share of pairs held out")
     tune.add_argument("--seed", type=int, default=0)

@@ -8,8 +8,8 @@ import faiss
 
 from . import baselines
 from ..correction import DEFAULT_MAX_BANK_SIZE
-from ..forms import TUNING_GRIDS
 from ..index import InvGCIndex
+from ..rates import TUNING_GRIDS
 
 #: LocalAdj rates reach 3 and pools 0.2 (docs/science.md §2: the tuner often picks large ones)
 LOCALADJ_RATES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
@@ -49,6 +49,10 @@ def _invgc(variant, max_bank_size=None):
                                     query_bank=query_bank, variant=variant, **params)
     return make
 
+
+#: The InvGC methods whose grids are scored without rebuilding: name -> (variant, form)
+INVGC_GRIDS = {"invgc_full": ("full", "paper"), "invgc_localadj": ("localadj", "paper"),
+               "invgc_projection": ("localadj", "projection")}
 
 METHODS = {
     "plain": ({}, _plain),

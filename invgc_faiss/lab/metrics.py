@@ -7,7 +7,7 @@ import math
 import faiss
 import numpy as np
 
-from ..heldout import skewness
+from ..measures import recalls, skewness
 
 
 def ground_truth_ranks(I, ground_truth):
@@ -46,16 +46,7 @@ def retrieval_metrics(ranks, ks=(1, 5, 10)):
     dict with keys ``"R@1"``, ``"R@5"``, ``"R@10"`` (for the given ks), ``"MdR"``, ``"MnR"``
     """
     ranks = np.asarray(ranks)
-    out = {f"R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in ks}
-    out["MdR"] = float(np.median(ranks))
-    out["MnR"] = float(np.mean(ranks))
-    return out
-
-
-def rsum(*metric_dicts):
-    """RSUM: R@1 + R@5 + R@10 summed over the given metric dicts (one per direction; one dict
-    gives a single direction's sum)."""
-    return float(sum(m["R@1"] + m["R@5"] + m["R@10"] for m in metric_dicts))
+    return {**recalls(ranks, ks), "MdR": float(np.median(ranks)), "MnR": float(np.mean(ranks))}
 
 
 def k_occurrence(I, n_items):

@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 
 from ..index import InvGCIndex
+from ..measures import recalls, rsum
 from ..rebalance import ALIGNMENTS, RebalancingAdapter
 from . import metrics
 from .datasets import directions
@@ -129,18 +130,18 @@ def evaluate_setting(label, split, relevance, clean_queries, clean_gallery, *, m
         logger.info("%s: fitted %s", label, name)
         for with_invgc in invgc:
             row = {"setting": label, "method": name, "invgc": "yes" if with_invgc else "no"}
-            params = {}
+            params, both = {}, []
             for (tag, stored_side, aligned), (_, queries, gallery, banks, tuning) in zip(
                     (("qg", "g", alignment), ("gq", "q", alignment.swapped())),
                     directions(split, "query", "gallery")):
                 I, index, params[tag] = _cross_side(aligned, queries, gallery, banks, tuning,
                                                     with_invgc)
-                recall = metrics.retrieval_metrics(metrics.ground_truth_ranks(I, truth))
-                row.update({f"{tag}_R@{k}": recall[f"R@{k}"] for k in (1, 5, 10)})
+                both.append(recalls(metrics.ground_truth_ranks(I, truth)))
+                row.update({f"{tag}_{key}": value for key, value in both[-1].items()})
                 stored = index.index.reconstruct_n(0, index.ntotal)
                 single = _single_side(stored, relevance, teachers[stored_side])
                 row.update({f"{stored_side}_{key}": value for key, value in single.items()})
-            row["RSUM"] = sum(row[f"{t}_R@{k}"] for t in ("qg", "gq") for k in (1, 5, 10))
+            row["RSUM"] = rsum(*both)
             row["params"] = params if with_invgc else {}
             if hasattr(alignment, "lambda_"):
                 row["lambda"] = round(alignment.lambda_, 3)

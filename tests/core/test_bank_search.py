@@ -1,0 +1,140 @@
+"""Bank search: approximate bank indexes, their settings, "auto" calibration, bank samples."""
+import faiss
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import invgc_faiss
+from invgc_faiss import InvGC, InvGCIndex
+from tests.helpers import dense_reference as ref
+
+
+def test_bank_search_params_are_applied_and_persisted(tmp_path, small_data):
+    s = small_data
+    index = InvGCIndex(faiss.IndexFlatIP(s["d"]), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       gallery_bank_index="IVF4,Flat", query_bank_index="HNSW8",
+                       bank_search_params="nprobe=3,efSearch=77")
+    g, q = (off.bank_index for off in index.correction.offsets_)
+    assert faiss.extract_index_ivf(g).nprobe == 3
+    assert faiss.downcast_index(q).hnsw.efSearch == 77
+    index.add(s["xb"])
+    invgc_faiss.write_index(index, tmp_path / "i")
+    loaded = invgc_faiss.read_index(tmp_path / "i")
+    assert faiss.extract_index_ivf(loaded.correction.offsets_[0].bank_index).nprobe == 3
+    loaded.add(s["xq"])
+    index.add(s["xq"])
+    assert_array_equal(loaded.search(s["xq"], 5)[1], index.search(s["xq"], 5)[1])
+
+
+def test_bad_bank_search_params(small_data):
+    with pytest.raises(ValueError, match="'nosuchknob' applies to none of the bank indexes"):
+        InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=small_data["bank_g"],
+                   gallery_bank_index="IVF4,Flat", bank_search_params="nosuchknob=3")
+
+
+def test_full_probe_ivf_bank_equals_exact_bank(small_data):
+    s = small_data
+    exact = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"])
+    ann = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                     gallery_bank_index="IVF4,Flat", query_bank_index="IVF4,Flat",
+                     bank_search_params="nprobe=4")
+    assert_allclose(ann.correction.transform(s["xb"]), exact.correction.transform(s["xb"]),
+                    atol=1e-6)
+
+
+def test_max_bank_size_samples_the_bank(small_data):
+    s = small_data
+    index = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       max_bank_size=50, bank_seed=3, pool_rate=0.1, r_g=0.3, r_q=0.3)
+    sample_g, sample_q = index.correction.banks
+    assert sample_g.shape == sample_q.shape == (50, 16)
+    rows = {tuple(r) for r in s["bank_g"]}
+    assert all(tuple(r) in rows for r in sample_g)
+    index.add(s["xb"])
+    expected = ref.invgc(s["xb"], [sample_g, sample_q], [0.3, 0.3], "localadj", 0.1)
+    assert_allclose(index.index.reconstruct_n(0, 300), expected, atol=1e-5)
+
+
+def test_auto_calibrates_approximate_banks_and_the_file_keeps_it(tmp_path, monkeypatch):
+    from invgc_faiss import bank_search
+    monkeypatch.setattr(bank_search, "AUTO_MAX_TIME_RATIO", np.inf)  # keep ANN at any speed
+    rng = np.random.default_rng(2)
+    d = 32
+    from tests.helpers.data import cone
+    bank_g, bank_q = cone(rng, 3000, d, 0.3), cone(rng, 2000, d, 0.3)
+    xb = cone(rng, 400, d, 0.3)
+    common = {"gallery_bank": bank_g, "query_bank": bank_q, "pool_rate": 0.05,
+              "max_bank_size": None, "rho_g": 1.0, "rho_q": 1.0}
+    exact = InvGCIndex(faiss.IndexFlatIP(d), **common)
+    auto = InvGCIndex(faiss.IndexFlatIP(d), gallery_bank_index="IVF64,Flat",
+                      query_bank_index="HNSW16", **common)
+    settings = auto.correction.report_.bank_search_params
+    assert set(settings) == {"gallery", "query"}
+    assert settings["gallery"].startswith("nprobe=") and settings["query"].startswith("efSearch=")
+    for report in auto.correction.report_.calibration.values():
+        assert report["cosine"] >= 0.99995 and report["norm_error"] <= 0.002
+    from invgc_faiss.bank_search import offset_agreement
+    for b in range(2):
+        cosine, ratio = offset_agreement(auto.correction.offsets(xb)[0][b],
+                                         exact.correction.offsets(xb)[0][b])
+        assert cosine.mean() > 0.998 and abs(ratio.mean() - 1) < 0.02
+    explicit = InvGCIndex(faiss.IndexFlatIP(d), gallery_bank_index="IVF64,Flat",
+                          query_bank_index="IVF64,Flat", bank_search_params="nprobe=2", **common)
+    assert explicit.correction.report_.bank_search_params == "nprobe=2"
+    assert explicit.correction.report_.calibration == {}
+    auto.add(xb)
+    invgc_faiss.write_index(auto, tmp_path / "auto.invgc")
+    loaded = invgc_faiss.read_index(tmp_path / "auto.invgc")
+    assert loaded.correction.report_.bank_search_params == settings
+    assert loaded.correction.report_.calibration == {}  # applied from the file, not calibrated again
+    loaded.add(xb[:50])
+    auto.add(xb[:50])
+    assert_array_equal(loaded.index.reconstruct_n(0, 450), auto.index.reconstruct_n(0, 450))
+
+
+def test_auto_falls_back_to_exact_search_where_approximate_does_not_pay(tmp_path, monkeypatch,
+                                                                        small_data):
+    from invgc_faiss import bank_search
+    monkeypatch.setattr(bank_search, "AUTO_MAX_TIME_RATIO", 0.0)  # approximate never pays
+    s = small_data
+    index = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       gallery_bank_index="IVF4,Flat", query_bank_index="HNSW8", rho_g=1.0,
+                       rho_q=1.0, pool_rate=0.1, bank_search_params="auto")
+    assert index.correction.report_.bank_search_params == {"gallery": "exact", "query": "exact"}
+    assert all(type(faiss.downcast_index(off.bank_index)) is faiss.IndexFlatIP
+               for off in index.correction.offsets_)
+    exact = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       rho_g=1.0, rho_q=1.0, pool_rate=0.1)
+    index.add(s["xb"])
+    exact.add(s["xb"])
+    assert_array_equal(index.index.reconstruct_n(0, 300), exact.index.reconstruct_n(0, 300))
+    invgc_faiss.write_index(index, tmp_path / "e.invgc")
+    loaded = invgc_faiss.read_index(tmp_path / "e.invgc")
+    assert loaded.correction.report_.bank_search_params == {"gallery": "exact", "query": "exact"}
+
+
+def test_only_the_banks_in_use_are_calibrated(small_data, monkeypatch):
+    from invgc_faiss import bank_search
+    monkeypatch.setattr(bank_search, "AUTO_MAX_TIME_RATIO", np.inf)
+    s = small_data
+    common = {"gallery_bank": s["bank_g"], "query_bank": s["bank_q"], "pool_rate": 0.1,
+              "gallery_bank_index": "IVF4,Flat", "query_bank_index": "IVF4,Flat"}
+    baked = InvGCIndex(faiss.IndexFlatIP(16), **common)  # defaults: query bank only
+    assert set(baked.correction.report_.calibration) == {"query"}
+    rerank = invgc_faiss.InvGCRerankIndex(faiss.IndexFlatIP(16), **common)  # rates may change
+    assert set(rerank.correction.report_.calibration) == {"gallery", "query"}
+
+
+def test_auto_times_its_choice_on_a_batch_of_add_size(monkeypatch):
+    from invgc_faiss import bank_search
+    from tests.helpers.data import cone
+    timed = []
+    search_seconds = bank_search._search_seconds
+
+    def spy(index, rows, k):
+        timed.append(rows.shape)
+        return search_seconds(index, rows, k)
+    monkeypatch.setattr(bank_search, "_search_seconds", spy)
+    bank = cone(np.random.default_rng(5), 3000, 32, 0.3)
+    InvGC(rho_q=1.0, pool_rate=0.02, query_bank_index="IVF16,Flat").fit(query_bank=bank)
+    assert timed == [(bank_search.AUTO_TIMING_ROWS, 32)] * 2  # approximate, then exact

@@ -1,0 +1,1 @@
+"""Shared test helpers: the dense float64 reference, seeded data, the client tests' texts."""
