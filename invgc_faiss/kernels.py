@@ -145,7 +145,7 @@ def subtract_normalize_combine(x, offsets, rates, out):
 def candidate_dots(queries, positions, rows, out):
     """``out[i, j] = queries[i] . rows[positions[i, j]]`` (0 where ``positions[i, j] < 0``).
 
-    float32 sums with fastmath (vectorized): tests/test_rerank.py checks the rescored scores
+    float32 sums with fastmath (vectorized): tests/core/test_rerank.py checks the rescored scores
     against the float64 dense reference to 1e-5.
 
     Parameters

@@ -23,7 +23,7 @@ Notation for one batch of ``B`` reference pairs: ``u`` (B, d) are the adapted qu
 
       L = ITC + w_kd (KD + KDI + KDT) + w_rep (IIC + TTC)
 
-Every function returns the loss and its gradients; ``tests/test_rebalance_losses.py`` checks each
+Every function returns the loss and its gradients; ``tests/rebalance/test_losses.py`` checks each
 against central finite differences.
 """
 import numpy as np
