@@ -256,9 +256,8 @@ def offset_agreement_report(off, full, probes, pool_rate, calibrated=None):
                     "for the check)", exact.k)
         return None
     sample = probes[:n_probes]
-    cosine, ratio = offset_agreement(
-        off.offsets_from_search(*off.bank_index.search(sample, off.k)),
-        exact.offsets_from_search(*exact.bank_index.search(sample, exact.k)))
+    cosine, ratio = offset_agreement(off.offsets_from_search(*off.top_k(sample)),
+                                     exact.offsets_from_search(*exact.top_k(sample)))
     return {"cosine": float(cosine.mean()), "norm_error": float(np.abs(ratio - 1).mean()),
             "probes": n_probes}
 

@@ -11,22 +11,39 @@ For a gallery row ``x`` (unit) and a bank ``B`` (``M x d``, unit rows):
   with ``W = X B^T``: an affine map, O(d^2) per vector whatever M. Its degree is
   ``x . b_mean - mu``, the mean centred edge weight.
 
-Design of the LocalAdj hot path (measured by ``benchmarks/bench_add.py``): faiss finds the top-k
-bank neighbours (``IndexFlatIP``: BLAS blocks with heap selection inside faiss, memory O(batch x
-k)), then a Numba kernel gathers the similarity-weighted mean of the k rows. A numpy BLAS block
-``X B^T`` followed by a Numba top-k select and the same gather computes the same thing, needs
-O(batch x M) memory, and was slower there (gallery 20k, two banks of 50k, d = 384, k = 500, 2
-cores: 19.9 s against 38.2 s, 188 MiB against 832 MiB), so it lives only in ``benchmarks/``.
+Three ways to the offsets of one bank, the same result to float32 rounding (``benchmarks/
+dense_crossover.py`` timed them side by side on banks of 4k, 20k and 100k rows, pools
+0.001-0.2):
+
+* an *exact bank* (the default) and a pool of at least ``PRODUCT_MIN_POOL`` of it: the
+  similarities of a block of rows, ``S = X B^T``, by one BLAS product; each row's k largest
+  kept in place by an O(M) selection (``kernels.keep_top_k``), no k-heap; then ``S B / k`` by a
+  second BLAS product (:func:`product_offsets`). At the default pool (k = 819 of a 4,096-row
+  sample) 4.1x faster than the 0.1 path, faiss's search with its k-heap and the gather;
+* an exact bank and a smaller pool: the same product and selection, compacted to the k
+  neighbours (:func:`invgc_faiss.bank_search.exact_top_k`), then the gather below;
+* an *approximate bank index* (IVF, HNSW, ``"Proj{m}"``): its own search (``nbrs = -1`` where it
+  finds fewer than k), then the gather: a Numba kernel sums the similarity-weighted k rows in
+  float64 (``kernels.weighted_neighbour_mean``).
+
+Ties at rank k go to the lowest bank rows on an exact bank (faiss's heap broke them its own way,
+so float32 near-ties may pick another row than 0.1 did). A row's offset does not depend on the
+batch it came in: every BLAS product is at least ``bank_search.MIN_GEMM`` multiply-adds (zero
+rows added), so BLAS never switches to the code it uses for small or one-row products.
 """
 import math
 
 import numpy as np
 
 from . import gpu, kernels
-from .bank_search import build_bank_index
+from .bank_search import block_rows, build_bank_index, exact_top_k, is_exact, similarities
 from .scoring import combine
 
 VARIANTS = ("localadj", "full")
+#: An exact bank whose pool is at least this share of it gets its offsets from a second BLAS
+#: product instead of the gather: faster from pool 0.05 on banks of 4k, 20k and 100k rows, the
+#: gather faster at 0.02 and below (benchmarks/dense_crossover.py)
+PRODUCT_MIN_POOL = 0.05
 
 
 def pool_size(pool_rate, bank_size):
@@ -58,10 +75,21 @@ class LocalAdjOffset:
         return the number of bank neighbours found per row, int64 (n,)."""
         if self.on_gpu is not None:
             return self.on_gpu(x, offsets, degrees)
-        sims, nbrs = self.bank_index.search(x, self.k)
-        found = np.empty(x.shape[0], dtype=np.int64)
-        kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets, degrees, found)
+        with kernels.threads_for(x.shape[0]):
+            if is_exact(self.bank_index) and self.k >= PRODUCT_MIN_POOL * self.bank.shape[0]:
+                product_offsets(x, self.bank, self.k, offsets, degrees)
+                return np.full(x.shape[0], self.k, dtype=np.int64)
+            sims, nbrs = self.top_k(x)
+            found = np.empty(x.shape[0], dtype=np.int64)
+            kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets, degrees, found)
         return found
+
+    def top_k(self, x):
+        """``sims, nbrs`` (n, k) of the rows ``x`` (n, d): the dense selection for an exact bank,
+        else the bank index's search (``nbrs = -1`` where it found fewer)."""
+        if is_exact(self.bank_index):
+            return exact_top_k(x, self.bank, self.k)
+        return self.bank_index.search(x, self.k)
 
     def offsets_from_search(self, sims, nbrs):
         """Offsets (n, d) float32 from a search result ``sims, nbrs`` (n, k) of this bank."""
@@ -102,6 +130,27 @@ class FullOffset:
         np.matmul(x, self.bank_mean, out=degrees)
         degrees -= self.mu
         return None
+
+
+def product_offsets(x, bank, k, offsets, degrees):
+    """LocalAdj offsets over the exact top-k by two BLAS products: ``S = X B^T``, each row's k
+    largest kept in place (``kernels.keep_top_k``), then ``S B / k``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d), float32
+    bank : ndarray of shape (M, d), float32
+    k : int, 1 <= k <= M
+    offsets : ndarray of shape (n, d), float32, output
+    degrees : ndarray of shape (n,), float32, output
+    """
+    n = x.shape[0]
+    rows = block_rows(bank)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        scores = similarities(x[start:stop], bank)  # zero rows appended to small blocks
+        kernels.keep_top_k(scores[:stop - start], k, degrees[start:stop])
+        np.divide((scores @ bank)[:stop - start], np.float32(k), out=offsets[start:stop])
 
 
 def correct_rows(x, offsets, rates, names, batch_size, on_found=None):

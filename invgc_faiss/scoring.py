@@ -53,7 +53,8 @@ def combine(x, offsets, rates, names, out=None):
     per_item = np.empty((len(active), x.shape[0]), dtype=np.float64)
     for slot, b in enumerate(active):
         per_item[slot] = rates.row_rates(bank_rates[b], x, used[slot])
-    kernels.subtract_normalize_combine(x, used, per_item, out)
+    with kernels.threads_for(x.shape[0]):
+        kernels.subtract_normalize_combine(x, used, per_item, out)
     return out
 
 

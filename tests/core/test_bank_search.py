@@ -138,3 +138,35 @@ def test_auto_times_its_choice_on_a_batch_of_add_size(monkeypatch):
     bank = cone(np.random.default_rng(5), 3000, 32, 0.3)
     InvGC(rho_q=1.0, pool_rate=0.02, query_bank_index="IVF16,Flat").fit(query_bank=bank)
     assert timed == [(bank_search.AUTO_TIMING_ROWS, 32)] * 2  # approximate, then exact
+
+
+@pytest.mark.parametrize("m,k", [(500, 57), (4096, 819), (300, 1), (64, 64), (2000, 1999)])
+def test_exact_top_k_is_the_stable_descending_top_k(rng, m, k):
+    """The O(M) selection keeps exactly the k entries a stable descending sort puts first (ties
+    at rank k to the lowest bank rows), in ascending row order; the coarse grid makes ties."""
+    from invgc_faiss.bank_search import exact_top_k
+    from tests.helpers.data import random_unit
+    x, bank = random_unit(rng, 40, 12), random_unit(rng, m, 12)
+    x[::2], bank[::2] = np.round(x[::2] * 2) / 2, np.round(bank[::2] * 2) / 2  # exact ties
+    scores = x @ bank.T
+    kth = -np.sort(-scores, axis=1)[:, k - 1:k]
+    assert k == m or ((scores == kth).sum(axis=1) > 1).any()  # some row ties at rank k
+    sims, nbrs = exact_top_k(x, bank, k)
+    expected = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
+    assert_array_equal(nbrs, expected)
+    assert_array_equal(sims, np.take_along_axis(scores, expected, axis=1))
+
+
+def test_exact_banks_select_what_faiss_selects_and_offsets_match_the_reference(rng):
+    from invgc_faiss.offsets import LocalAdjOffset
+    from tests.helpers.data import cone
+    bank, x = cone(rng, 3000, 32, 0.3), cone(rng, 500, 32, 0.3)
+    off = LocalAdjOffset(bank, 0.2)
+    sims, nbrs = off.top_k(x)
+    faiss_sims, faiss_nbrs = off.bank_index.search(x, off.k)  # faiss's k-heap, the 0.1 path
+    same = np.array([set(a) == set(b) for a, b in zip(nbrs, faiss_nbrs)])
+    assert same.mean() > 0.99  # the rest: float32 near-ties at rank k, decided differently
+    assert_allclose(np.sort(sims, axis=1)[same], np.sort(faiss_sims, axis=1)[same], atol=1e-6)
+    offsets, degrees = np.empty((500, 32), np.float32), np.empty(500, np.float32)
+    off(x, offsets, degrees)
+    assert_allclose(offsets, ref.localadj_offset(x, bank, 0.2), atol=1e-6)

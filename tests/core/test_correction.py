@@ -2,7 +2,7 @@
 import faiss
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from tests.helpers import dense_reference as ref
 from tests.helpers.data import cone, random_unit, unit_rows
@@ -167,3 +167,28 @@ def test_positional_banks_keep_the_old_order_for_one_release(small_data):
         assert InvGC(**params).fit(s["bank_g"]).bank_names_ == ["gallery"]
     with pytest.raises(TypeError, match="by keyword"):
         InvGC(**params).fit(s["bank_g"], gallery_bank=s["bank_g"])
+
+
+@pytest.mark.parametrize("banks", ["query", "both"])
+def test_a_rows_correction_does_not_depend_on_the_batch_it_came_in(rng, banks, monkeypatch):
+    """Bit for bit: one row at a time, odd batch sizes and one batch store the same vectors (a
+    single row goes through gemm like the others, not gemv; batches under SERIAL_ROWS run the
+    kernels on one thread, larger ones on all)."""
+    from invgc_faiss import kernels
+    import numba
+    monkeypatch.setattr(kernels, "SERIAL_ROWS", 10)  # sizes 1 and 7 serial, the rest parallel
+    threads = numba.get_num_threads()
+    x, bank_g, bank_q = (random_unit(rng, n, 24) for n in (300, 300, 200))
+    given = {"query_bank": bank_q, "gallery_bank": bank_g if banks == "both" else None}
+    correction = InvGC(pool_rate=0.05, rho_q=1.0, rho_g=1.0 if banks == "both" else None).fit(
+        **given)
+    whole = correction.correct(x)[0]
+    for size in (1, 7, 13, 299):
+        parts = [correction.correct(x[i:i + size])[0] for i in range(0, 300, size)]
+        assert_array_equal(np.concatenate(parts), whole)
+    for pool in (0.05, 0.02):  # the second product, and the gather (smaller pools)
+        correction = InvGC(pool_rate=pool, rho_q=1.0).fit(query_bank=bank_q)
+        whole = correction.correct(x)[0]
+        parts = [correction.correct(x[i:i + 7])[0] for i in range(0, 300, 7)]
+        assert_array_equal(np.concatenate(parts), whole)
+    assert numba.get_num_threads() == threads  # restored after the serial batches
