@@ -4,7 +4,6 @@ Kernels trust their inputs (float32 C-contiguous, shapes as documented, validate
 and write into preallocated outputs. ``parallel=True`` with ``prange`` on the outer row loop only;
 sums are accumulated in float64 so results match the float64 dense reference to ~1e-7.
 """
-import math
 from contextlib import contextmanager
 
 import numba
@@ -125,43 +124,54 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found, block_row
                 offsets[i, c] = acc[r, c] * inv
 
 
-#: Evenly spaced entries of a row that :func:`keep_top_k` sorts to bracket its k-th largest
-TOPK_SAMPLE = 256
+#: Most buckets of the histogram :func:`_kth_largest` counts a row into (a quarter of the row's
+#: length, at least 16), so that the bucket holding the k-th largest value holds a few entries
+HIST_BUCKETS = 4096
 
 
 @njit(cache=True)
-def _kth_largest(row, k, step, candidates):
-    """The k-th largest value of ``row`` (m,) float32 (1 <= k < m) and how many entries are
-    greater than it and equal to it. A sorted sample of every ``step``-th entry brackets the
-    value; one pass counts the entries above the bracket and collects those inside it into
-    ``candidates`` (m,), where a partition finds it. A sample that misses falls back to
-    partitioning the whole row."""
-    m = row.shape[0]
-    s = (m + step - 1) // step
-    sample = np.empty(s, np.float32)
-    for t in range(s):
-        sample[t] = row[t * step]
-    sample.sort()
-    rank = k * s / m  # the k-th largest sits near this descending rank of the sample
-    margin = 3.0 * math.sqrt(rank * (1.0 - rank / s) + 1.0) + 1.0
-    hi_rank, lo_rank = int(rank - margin), int(rank + margin)
-    hi = np.inf if hi_rank < 0 else sample[s - 1 - hi_rank]
-    lo = -np.inf if lo_rank >= s else sample[s - 1 - lo_rank]
-    above, found = 0, 0
-    for j in range(m):  # branch-free: every entry is written, only those inside advance
+def hist_buckets(m):
+    """Buckets of the histogram for rows of ``m`` entries."""
+    return max(16, min(HIST_BUCKETS, m // 4))
+
+
+@njit(cache=True)
+def _kth_largest(row, k, counts, candidates):
+    """The k-th largest value of ``row`` (m,) float32 (1 <= k < m, finite values) and how many
+    entries are greater than it and equal to it. No sort and no heap: one pass finds the row's
+    range, one counts the entries into ``counts`` (nb,) int32 equal buckets of it, a walk down
+    from the top bucket finds the bucket holding the k-th largest, and one pass collects that
+    bucket's entries into ``candidates`` (m,), where a partition finds the value. The bucket of
+    ``v`` is ``int((v - lo) * scale)``, the same float32 expression in both passes: it never
+    decreases as ``v`` grows, so every entry of a higher bucket is greater than every entry of
+    the chosen one, and the result is exact."""
+    m, nb = row.shape[0], counts.shape[0]
+    lo, hi = row[0], row[0]
+    for j in range(1, m):
         v = row[j]
-        above += v > hi
+        lo = min(lo, v)
+        hi = max(hi, v)
+    if not hi > lo:  # every entry equal
+        return hi, 0, m
+    scale = np.float32((nb - 1) / (np.float64(hi) - np.float64(lo)))
+    counts[:] = 0
+    for j in range(m):
+        counts[min(nb - 1, np.int32((row[j] - lo) * scale))] += 1
+    above, bucket = 0, nb - 1
+    while above + counts[bucket] < k:
+        above += counts[bucket]
+        bucket -= 1
+    found = 0
+    for j in range(m):  # branch-free: every entry is written, only the bucket's advance
+        v = row[j]
         candidates[found] = v
-        found += (v >= lo) & (v <= hi)
+        found += min(nb - 1, np.int32((v - lo) * scale)) == bucket
     need = k - above
-    values, n_values, greater = candidates, found, above
-    if not 0 < need <= found:  # the bracket missed: select over the whole row
-        values, n_values, need, greater = row.copy(), m, k, 0
-    kth = np.partition(values[:n_values], n_values - need)[n_values - need]
-    equal = 0
-    for t in range(n_values):
-        greater += values[t] > kth
-        equal += values[t] == kth
+    kth = np.partition(candidates[:found], found - need)[found - need]
+    greater, equal = above, 0
+    for t in range(found):
+        greater += candidates[t] > kth
+        equal += candidates[t] == kth
     return kth, greater, equal
 
 
@@ -181,7 +191,7 @@ def top_k_of_rows(scores, k, sims, nbrs):
     nbrs : ndarray of shape (n, k), int64, output: their columns, ascending
     """
     n, m = scores.shape
-    step = max(1, m // TOPK_SAMPLE)
+    nb = hist_buckets(m)
     for i in prange(n):
         row = scores[i]
         if k >= m:
@@ -189,7 +199,8 @@ def top_k_of_rows(scores, k, sims, nbrs):
                 sims[i, j] = row[j]
                 nbrs[i, j] = j
             continue
-        kth, greater, equal = _kth_largest(row, k, step, np.empty(m, np.float32))
+        kth, greater, equal = _kth_largest(row, k, np.empty(nb, np.int32),
+                                           np.empty(m, np.float32))
         ties = k - greater
         if ties == equal:  # every entry at the k-th value is kept: copy branch-free
             kept_sims = np.empty(k + 1, np.float32)
@@ -226,7 +237,7 @@ def keep_top_k(scores, k, degrees):
     degrees : ndarray of shape (n,), float32, output
     """
     n, m = scores.shape
-    step = max(1, m // TOPK_SAMPLE)
+    nb = hist_buckets(m)
     for i in prange(n):
         row = scores[i]
         total = 0.0
@@ -235,16 +246,23 @@ def keep_top_k(scores, k, degrees):
                 total += np.float64(row[j])
             degrees[i] = total
             continue
-        kth, greater, equal = _kth_largest(row, k, step, np.empty(m, np.float32))
+        kth, greater, equal = _kth_largest(row, k, np.empty(nb, np.int32),
+                                           np.empty(m, np.float32))
         ties = k - greater
-        for j in range(m):
-            v = row[j]
-            keep = v > kth or (v == kth and ties > 0)
-            ties -= keep and v == kth
-            if keep:
-                total += np.float64(v)
-            else:
-                row[j] = 0.0
+        if ties == equal:  # every entry at the k-th value is kept: branch-free
+            for j in range(m):
+                kept = row[j] if row[j] >= kth else np.float32(0.0)
+                row[j] = kept
+                total += kept
+        else:
+            for j in range(m):
+                v = row[j]
+                keep = v > kth or (v == kth and ties > 0)
+                ties -= keep and v == kth
+                if keep:
+                    total += np.float64(v)
+                else:
+                    row[j] = 0.0
         degrees[i] = total
 
 

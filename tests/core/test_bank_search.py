@@ -157,6 +157,33 @@ def test_exact_top_k_is_the_stable_descending_top_k(rng, m, k):
     assert_array_equal(sims, np.take_along_axis(scores, expected, axis=1))
 
 
+def crafted_score_rows(rng, m):
+    """Rows that stress a histogram select: all equal, two values, one outlier over a tight
+    cluster (every other entry in one bucket), a coarse grid (many ties), plain random."""
+    rows = [np.full(m, 0.25), np.where(np.arange(m) % 3 == 0, 0.5, -0.5),
+            np.concatenate([[10.0], 0.3 + 1e-6 * rng.standard_normal(m - 1)]),
+            np.round(rng.standard_normal(m) * 3) / 3, rng.standard_normal(m)]
+    return np.ascontiguousarray(np.array(rows, np.float32))
+
+
+@pytest.mark.parametrize("m,k", [(64, 1), (64, 63), (4096, 819), (5000, 2500)])
+def test_selection_kernels_on_rows_that_crowd_one_bucket(rng, m, k):
+    """keep_top_k and top_k_of_rows keep the stable descending sort's first k on rows whose
+    values crowd one histogram bucket or tie at rank k."""
+    from invgc_faiss import kernels
+    scores = crafted_score_rows(rng, m)
+    expected = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
+    sims, nbrs = np.empty((5, k), np.float32), np.empty((5, k), np.int64)
+    kernels.top_k_of_rows(scores, k, sims, nbrs)
+    assert_array_equal(nbrs, expected)
+    kept, degrees = scores.copy(), np.empty(5, np.float32)
+    kernels.keep_top_k(kept, k, degrees)
+    mask = np.zeros_like(scores, bool)
+    np.put_along_axis(mask, expected, True, axis=1)
+    assert_array_equal(kept, np.where(mask, scores, 0))
+    assert_allclose(degrees, np.where(mask, scores, 0).astype(np.float64).sum(axis=1), rtol=1e-6)
+
+
 def test_exact_banks_select_what_faiss_selects_and_offsets_match_the_reference(rng):
     from invgc_faiss.offsets import LocalAdjOffset
     from tests.helpers.data import cone
