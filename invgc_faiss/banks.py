@@ -29,10 +29,27 @@ def validated(query_bank=None, gallery_bank=None, *, d=None, normalize=False):
 
 
 def sample(bank, max_rows, seed):
-    """``bank`` itself when it has at most ``max_rows`` rows (or ``max_rows`` is None), else a
-    uniform random sample of ``max_rows`` of its rows without replacement, in bank order, drawn
-    by ``numpy.random.default_rng(seed)``."""
-    if max_rows is None or bank.shape[0] <= max_rows:
-        return bank
-    keep = np.sort(np.random.default_rng(seed).choice(bank.shape[0], max_rows, replace=False))
-    return np.ascontiguousarray(bank[keep])
+    """``bank`` itself when it has at most ``max_rows`` rows (or ``max_rows`` is None), else the
+    rows :func:`sample_rows` picks, in bank order."""
+    rows = sample_rows(bank.shape[0], max_rows, seed)
+    return bank if rows is None else np.ascontiguousarray(bank[rows])
+
+
+def sample_rows(m, max_rows, seed):
+    """Row numbers of a uniform random sample of ``max_rows`` of ``m`` rows without
+    replacement, sorted, drawn by ``numpy.random.default_rng(seed)``; None when every row is
+    kept (``m <= max_rows`` or ``max_rows`` is None)."""
+    if max_rows is None or m <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(m, max_rows, replace=False))
+
+
+def other_sample_rows(m, rows, seed):
+    """Another sample of as many of ``m`` rows as ``rows`` holds, drawn apart from it: rows not
+    in ``rows`` when there are enough, else all of those and the rest from ``rows``; sorted,
+    drawn by ``numpy.random.default_rng(seed)``. (The fit-time checks compare the two.)"""
+    rng = np.random.default_rng(seed)
+    rest = np.setdiff1d(np.arange(m), rows, assume_unique=True)
+    if rest.size >= rows.size:
+        return np.sort(rng.choice(rest, rows.size, replace=False))
+    return np.sort(np.concatenate([rest, rng.choice(rows, rows.size - rest.size, replace=False)]))

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 #: Default LocalAdj pool and bank sample, chosen by the defaults study (docs/results.md)
 DEFAULT_POOL_RATE = 0.2
-DEFAULT_MAX_BANK_SIZE = 4096
+DEFAULT_MAX_BANK_SIZE = 2048
 
 
 class InvGC:
@@ -128,14 +128,17 @@ class InvGC:
         given = Rates.given(self.form, r_g=self.r_g, r_q=self.r_q, rho_g=self.rho_g,
                             rho_q=self.rho_q)
         rates = given.resolved(names)
-        sampled = [banks.sample(full[name], self.max_bank_size, self.bank_seed) for name in names]
+        kept = {name: banks.sample_rows(len(full[name]), self.max_bank_size, self.bank_seed)
+                for name in names}
+        sampled = [full[name] if rows is None else np.ascontiguousarray(full[name][rows])
+                   for name, rows in kept.items()]
         device = gpu.resolve_device(self.device) if self.variant == "localadj" else "cpu"
         if self.variant == "localadj":
             specs = {"query": self.query_bank_index, "gallery": self.gallery_bank_index}
             offsets = [LocalAdjOffset(bank, self.pool_rate, specs[name], device)
                        for name, bank in zip(names, sampled)]
             searched = rates.active(names) if self.fixed_rates else list(range(len(names)))
-            report = checks.run(offsets, names, full, rates, searched,
+            report = checks.run(offsets, names, full, kept, rates, searched,
                                 spec=self.bank_search_params, pool_rate=self.pool_rate,
                                 seed=self.bank_seed)
         else:
