@@ -2,14 +2,14 @@
 
     python benchmarks/dense_crossover.py [--rows 2048] [--repeats 3]
 
-For banks of M rows (4,096: the default sample; 20,000: a real reference set; 100,000) and pools
-k = pool * M, times three ways to the LocalAdj offsets of one bank over the exact top-k, side by
-side in one process, alternated, best of ``--repeats``:
+For banks of M rows (2,048: the default sample; 4,096; 20,000: a real reference set; 100,000) and
+pools k = pool * M, times three ways to the LocalAdj offsets of one bank over the exact top-k,
+side by side in one process, alternated, best of ``--repeats``:
 
   search+gather     faiss ``IndexFlatIP.search(x, k)`` (BLAS blocks, then a k-heap per row),
                     then the Numba gather ``kernels.weighted_neighbour_mean`` (the 0.1 path)
   select+gather     ``bank_search.exact_top_k`` (one BLAS product per block of rows, then an
-                    O(M) selection, no heap), then the same gather
+                    O(M) histogram selection, no heap), then the same gather
   select+product    ``offsets.product_offsets``: the same product and selection kept in place,
                     then a second BLAS product ``S B / k`` instead of the gather
 
@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 POOLS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
-BANKS = (4096, 20000, 100000)
+BANKS = (2048, 4096, 20000, 100000)
 
 
 def main():

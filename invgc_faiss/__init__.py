@@ -12,7 +12,7 @@ from .rerank import InvGCRerankIndex
 from .streaming import add_in_batches, transform_in_batches
 from .tuning import TuneResult, tune
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["InvGC", "InvGCIndex", "InvGCRerankIndex", "KnobReport", "Rates", "TuneResult",
            "add_in_batches", "check_knobs", "index_factory", "read_index", "transform_in_batches",

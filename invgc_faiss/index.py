@@ -45,7 +45,7 @@ class InvGCIndex(InvGCBase):
         The correction's parameters (:class:`invgc_faiss.InvGC`): ``form``, ``rho_g``,
         ``rho_q``, ``r_g``, ``r_q``, ``variant``, ``pool_rate``, ``max_bank_size``, bank search
         and the rest. Defaults, measured on six real retrieval directions: the projection form,
-        ``rho_q = 1`` on the query bank only, ``pool_rate = 0.2``, ``max_bank_size = 4096``.
+        ``rho_q = 1`` on the query bank only, ``pool_rate = 0.2``, ``max_bank_size = 2048``.
 
     Attributes
     ----------

@@ -18,8 +18,8 @@ dense_crossover.py`` timed them side by side on banks of 4k, 20k and 100k rows, 
 * an *exact bank* (the default) and a pool of at least ``PRODUCT_MIN_POOL`` of it: the
   similarities of a block of rows, ``S = X B^T``, by one BLAS product; each row's k largest
   kept in place by an O(M) selection (``kernels.keep_top_k``), no k-heap; then ``S B / k`` by a
-  second BLAS product (:func:`product_offsets`). At the default pool (k = 819 of a 4,096-row
-  sample) 4.1x faster than the 0.1 path, faiss's search with its k-heap and the gather;
+  second BLAS product (:func:`product_offsets`). At the default pool (k = 409 of a 2,048-row
+  sample) 4.4x faster than the 0.1 path, faiss's search with its k-heap and the gather;
 * an exact bank and a smaller pool: the same product and selection, compacted to the k
   neighbours (:func:`invgc_faiss.bank_search.exact_top_k`), then the gather below;
 * an *approximate bank index* (IVF, HNSW, ``"Proj{m}"``): its own search (``nbrs = -1`` where it

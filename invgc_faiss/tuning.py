@@ -34,13 +34,17 @@ import faiss
 import numpy as np
 
 from . import heldout
-from .correction import DEFAULT_MAX_BANK_SIZE
 from .index import InvGCIndex
 from .measures import bootstrap_interval, diagonal_ranks, hits, recalls, top_k_skewness
 from .rates import TUNING_GRIDS as GRIDS, Rates
 from .validation import as_unit_banks
 
 RECALL_COLUMNS = ("R@1", "R@5", "R@10")
+#: The bank sample of tuning and of the index it builds: 4,096 rows, twice the constructor's
+#: default, because the paper form ``tune`` often picks (pool 0.05) depends more on the sample
+#: than the projection defaults do: with 2,048 rows it lost up to 1.06 R@1 against the whole
+#: banks (eng->zho), with 4,096 up to 0.64 (benchmarks/sample_study.py: docs/results.md)
+TUNE_MAX_BANK_SIZE = 4096
 
 
 def _cell(value, width):
@@ -144,7 +148,7 @@ def _progress_bar(total, enabled):
 
 
 def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper"), grid=None,
-         holdout=0.1, max_holdout=2000, seed=0, max_bank_size=DEFAULT_MAX_BANK_SIZE,
+         holdout=0.1, max_holdout=2000, seed=0, max_bank_size=TUNE_MAX_BANK_SIZE,
          n_bootstrap=2000, normalize_input=False, progress=False):
     """Tune InvGC on reference banks and decide whether it helps.
 
@@ -169,7 +173,8 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
         Bounds the dense held-out scoring (``n_h^2`` per grid point).
     seed : int
     max_bank_size : int or None
-        As for :class:`InvGCIndex`; used while tuning and in :meth:`TuneResult.index`.
+        As for :class:`InvGCIndex`; used while tuning and in :meth:`TuneResult.index`
+        (``TUNE_MAX_BANK_SIZE``, 4,096, twice the constructor's default: see there).
     n_bootstrap : int
     normalize_input : bool
         Normalize the bank rows first (else they must be unit).
