@@ -92,8 +92,6 @@ class FitReport:
         Per bank checked: the knobs that make its offsets approximate, as a user raises them.
     kept : dict
         Per sampled bank checked: ``(rows kept, rows given)``.
-    active : list of str
-        The banks the rates in force use (the ranking checks judge these).
     gallery_alone_unchanged : bool
         A gallery bank alone with the default rates: the correction is the identity.
     """
@@ -106,7 +104,6 @@ class FitReport:
     sample_change: float = None
     knobs: dict = dataclasses.field(default_factory=dict)
     kept: dict = dataclasses.field(default_factory=dict)
-    active: list = dataclasses.field(default_factory=list)
     gallery_alone_unchanged: bool = False
 
     def warnings(self):
@@ -213,7 +210,7 @@ def run(offsets, names, full_banks, sample_rows, rates, searched, *, spec, pool_
     -------
     FitReport
     """
-    report = FitReport(active=[names[b] for b in rates.active(names)])
+    report = FitReport()
     first = full_banks[names[0]]
     probes = probe_rows(first, AUTO_SAMPLE, seed)
     report.bank_search_params, report.calibration = apply_bank_search(
