@@ -107,7 +107,7 @@ def _seconds(call):
     return time.perf_counter() - start
 
 
-def setting_means(rows):
+def setting_losses(rows):
     """The loss of each setting (data, form, size): its worst dR@1 over the seeds. A user gets one
     draw of the sample, and where the draw decides (the check's very question) the mean over
     draws can hide losses of several R@1 behind gains of as many."""
@@ -122,23 +122,23 @@ def thresholds(rows, figure, warns, grid):
     warns, the smallest setting-mean loss among them (is every warning a measured loss?), the
     worst setting-mean loss it lets pass, the settings losing >= 0.5 it warns (any seed), and
     the runs of the defaults (projection form at the library's ``max_bank_size``) it warns.
-    A setting's loss is its worst run (:func:`setting_means`).
+    A setting's loss is its worst run (:func:`setting_losses`).
     ``grid`` runs from the most warning threshold to the least. Returns the lines and the first
     threshold whose warnings all lose >= 0.5 and that spares the defaults."""
     from invgc_faiss.correction import DEFAULT_MAX_BANK_SIZE
 
-    means = setting_means(rows)
+    losses = setting_losses(rows)
     key = lambda r: (r["data"], r["form"], r["max_bank_size"])  # noqa: E731
     rated = [r for r in rows if figure(r) is not None]
-    losing = {key(r) for r in rated if means[key(r)] <= -0.5}
+    losing = {key(r) for r in rated if losses[key(r)] <= -0.5}
     lines = [f"{'threshold':>9} {'runs warned':>11} {'least loss warned':>17} "
              f"{'worst loss passed':>17} {'settings >= 0.5 warned':>22} {'default runs warned':>19}"]
     chosen = None
     for t in grid:
         warned = [r for r in rated if warns(figure(r), t)]
         passed = [r for r in rated if not warns(figure(r), t)]
-        least = max((means[key(r)] for r in warned), default=None)
-        worst = min((means[key(r)] for r in passed), default=None)
+        least = max((losses[key(r)] for r in warned), default=None)
+        worst = min((losses[key(r)] for r in passed), default=None)
         caught = {key(r) for r in warned} & losing
         defaults = [r for r in warned if r["form"] == "projection"
                     and r["max_bank_size"] == DEFAULT_MAX_BANK_SIZE]
