@@ -7,6 +7,7 @@ from .correction import InvGC
 from .index import InvGCIndex, index_factory
 from .knob_check import KnobReport, check_knobs
 from .persistence import read_index, write_index
+from .query_side import QueryCorrection, query_corrected
 from .rates import Rates
 from .rerank import InvGCRerankIndex
 from .streaming import add_in_batches, transform_in_batches
@@ -14,6 +15,6 @@ from .tuning import TuneResult, tune
 
 __version__ = "0.3.0"
 
-__all__ = ["InvGC", "InvGCIndex", "InvGCRerankIndex", "KnobReport", "Rates", "TuneResult",
-           "add_in_batches", "check_knobs", "index_factory", "read_index", "transform_in_batches",
-           "tune", "write_index", "__version__"]
+__all__ = ["InvGC", "InvGCIndex", "InvGCRerankIndex", "KnobReport", "QueryCorrection", "Rates",
+           "TuneResult", "add_in_batches", "check_knobs", "index_factory", "query_corrected",
+           "read_index", "transform_in_batches", "tune", "write_index", "__version__"]
