@@ -31,7 +31,11 @@ def validated(query_bank=None, gallery_bank=None, *, d=None, normalize=False):
 def sample(bank, max_rows, seed):
     """``bank`` itself when it has at most ``max_rows`` rows (or ``max_rows`` is None), else the
     rows :func:`sample_rows` picks, in bank order."""
-    rows = sample_rows(bank.shape[0], max_rows, seed)
+    return rows_of(bank, sample_rows(bank.shape[0], max_rows, seed))
+
+
+def rows_of(bank, rows):
+    """``bank`` itself when ``rows`` is None, else its ``rows`` as a C-contiguous copy."""
     return bank if rows is None else np.ascontiguousarray(bank[rows])
 
 

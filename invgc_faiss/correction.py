@@ -130,8 +130,7 @@ class InvGC:
         rates = given.resolved(names)
         kept = {name: banks.sample_rows(len(full[name]), self.max_bank_size, self.bank_seed)
                 for name in names}
-        sampled = [full[name] if rows is None else np.ascontiguousarray(full[name][rows])
-                   for name, rows in kept.items()]
+        sampled = [banks.rows_of(full[name], rows) for name, rows in kept.items()]
         device = gpu.resolve_device(self.device) if self.variant == "localadj" else "cpu"
         if self.variant == "localadj":
             specs = {"query": self.query_bank_index, "gallery": self.gallery_bank_index}

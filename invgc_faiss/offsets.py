@@ -12,7 +12,7 @@ For a gallery row ``x`` (unit) and a bank ``B`` (``M x d``, unit rows):
   ``x . b_mean - mu``, the mean centred edge weight.
 
 Three ways to the offsets of one bank, the same result to float32 rounding (``benchmarks/
-dense_crossover.py`` timed them side by side on banks of 4k, 20k and 100k rows, pools
+dense_crossover.py`` timed them side by side on banks of 2k, 4k, 20k and 100k rows, pools
 0.001-0.2):
 
 * an *exact bank* (the default) and a pool of at least ``PRODUCT_MIN_POOL`` of it: the
@@ -36,13 +36,14 @@ import math
 import numpy as np
 
 from . import gpu, kernels
-from .bank_search import block_rows, build_bank_index, exact_top_k, is_exact, similarities
+from .bank_search import build_bank_index, exact_top_k, is_exact, similarity_blocks
 from .scoring import combine
 
 VARIANTS = ("localadj", "full")
 #: An exact bank whose pool is at least this share of it gets its offsets from a second BLAS
-#: product instead of the gather: faster from pool 0.05 on banks of 4k, 20k and 100k rows, the
-#: gather faster at 0.02 and below (benchmarks/dense_crossover.py)
+#: product instead of the gather: faster from pool 0.1 on banks of 2k-100k rows and from 0.05 on
+#: 2k-4k rows (at 0.05 on 20k-100k rows within 3 % of the gather), the gather faster at 0.02 and
+#: below (benchmarks/dense_crossover.py)
 PRODUCT_MIN_POOL = 0.05
 
 
@@ -144,11 +145,7 @@ def product_offsets(x, bank, k, offsets, degrees):
     offsets : ndarray of shape (n, d), float32, output
     degrees : ndarray of shape (n,), float32, output
     """
-    n = x.shape[0]
-    rows = block_rows(bank)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        scores = similarities(x[start:stop], bank)  # zero rows appended to small blocks
+    for start, stop, scores in similarity_blocks(x, bank):  # zero rows end small blocks
         kernels.keep_top_k(scores[:stop - start], k, degrees[start:stop])
         np.divide((scores @ bank)[:stop - start], np.float32(k), out=offsets[start:stop])
 
