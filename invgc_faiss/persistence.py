@@ -14,8 +14,11 @@ File layout (format version 1)::
                                        indexes that are not the default exact flat one, and
                                        the alignment's side matrices if the index has one
 
-Format 2 (this version) adds the correction's ``fixed_rates`` and writes rerank rates as a
-value (:meth:`invgc_faiss.rates.Rates.to_dict`); files of format 1 load as before.
+Format 2 added the correction's ``fixed_rates`` and writes rerank rates as a value
+(:meth:`invgc_faiss.rates.Rates.to_dict`). Format 3 (this version) keeps rerank mode's
+``candidates``, its axis ``m`` and the per-item ``x . m`` (:mod:`invgc_faiss.rerank`). Files of
+formats 1 and 2 load as before; their rerank indexes search raw candidates (they keep no
+``x . m``).
 
 Writing is atomic: a temporary file in the target folder is written, flushed, fsync'ed and
 renamed over the target, and the folder is fsync'ed, so a crash leaves either the old file or the
@@ -43,8 +46,8 @@ from .index import InvGCIndex
 from .rerank import InvGCRerankIndex
 
 MAGIC = b"INVGCFAISS"
-FORMAT_VERSION = 2
-READS = (1, 2)
+FORMAT_VERSION = 3
+READS = (1, 2, 3)
 MODES = {"baked": InvGCIndex, "rerank": InvGCRerankIndex}
 
 

@@ -22,6 +22,16 @@ import numpy as np
 from .validation import as_float_matrix, as_unit_rows, check_rate
 
 
+def bank_direction(bank, name="bank"):
+    """``m``: the normalized mean of a bank's unit rows (M, d), float32 (d,); ``ValueError``
+    where the mean is zero (no direction to remove)."""
+    mean = np.asarray(bank).mean(axis=0, dtype=np.float64)
+    norm = np.linalg.norm(mean)
+    if not norm > 1e-6:
+        raise ValueError(f"the {name}'s mean is zero: it has no direction to remove")
+    return (mean / norm).astype(np.float32)
+
+
 class QueryCorrection:
     """Move queries off the query bank's mean direction (scikit-learn conventions).
 
@@ -48,11 +58,7 @@ class QueryCorrection:
         """Take ``m`` from ``query_bank`` (M, d): unit rows, reference data of the query side."""
         bank = as_float_matrix(query_bank, name="query_bank")
         bank = as_unit_rows(bank, name="query_bank", normalize=self.normalize_input)
-        mean = bank.mean(axis=0, dtype=np.float64)
-        norm = np.linalg.norm(mean)
-        if not norm > 1e-6:
-            raise ValueError("the query bank's mean is zero: it has no direction to remove")
-        self.direction_ = (mean / norm).astype(np.float32)
+        self.direction_ = bank_direction(bank, name="query_bank")
         self.d_ = bank.shape[1]
         return self
 

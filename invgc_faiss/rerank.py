@@ -8,20 +8,45 @@ index's form. Nothing stored depends on the rates, so they change at search time
 item: ``n_banks * d`` offsets + 6 float32 scalars + ``n_banks`` float32 degrees (2 banks, d = 384,
 float16: 1,568 bytes).
 
-Search follows faiss's ``IndexRefine``: fetch ``k * k_factor`` candidates by raw score, rescore
-them, keep the best ``k``. A true neighbour that the raw ranking puts below ``k * k_factor`` is
-missed; with ``k * k_factor >= ntotal`` the result equals the baked :class:`InvGCIndex` exactly.
+Search follows faiss's ``IndexRefine``: fetch ``k_factor * max(k, 10)`` candidates from the
+inner index, rescore them, keep the best ``k``; with ``k * k_factor >= ntotal`` the result equals
+the baked :class:`InvGCIndex` exactly. Which candidates (``candidates=``):
+
+* ``"raw"``: the top of ``q . x``, faiss's own. On hubby data the right item often sits deep in
+  that ranking (the hubs crowd it out), so it is found only with a large ``k_factor``;
+* ``"projected"``: the top of ``q~ . x`` with ``q~ = q - (q . m) m``, ``m`` the normalized mean of
+  the correction's query bank (of its gallery bank without one): the query-side correction
+  (:mod:`invgc_faiss.query_side`), which ranks nearly as the corrected gallery does;
+* ``"union"`` (default): both lists, searched in one call (the defaults, union at k_factor 1,
+  came within 0.5 R@1 of the baked index on six real directions over flat and HNSW indexes,
+  docs/results.md).
+
+The raw score of a projected candidate is ``q . x = q~ . x + (q . m)(x . m)``, with ``x . m``
+kept per item, so every candidate is rescored exactly whichever search found it. Without any
+active rate (the plain index) the raw candidates are used.
 """
+import contextlib
+
 import faiss
 import numpy as np
 
-from . import kernels
+from . import gpu, kernels
+from .bank_search import similarity_blocks
 from .base import InvGCBase, fitted_correction, prepare_inner
+from .query_side import bank_direction
 from .rates import Rates
 from .scoring import N_SCALARS, corrected_scores, rerank_scalars
 from .validation import as_float_matrix, check_positive_int
 
 OFFSET_DTYPES = ("float16", "float32")
+CANDIDATES = ("union", "projected", "raw")
+#: Defaults chosen by benchmarks/rerank_candidates.py (docs/results.md, "Rerank candidates")
+DEFAULT_CANDIDATES = "union"
+DEFAULT_K_FACTOR = 1
+#: Candidates per list are ``k_factor * max(k, MIN_CANDIDATES)``: with ``k * k_factor`` alone,
+#: k = 1 lost up to 3.9 R@1 against the baked index (zho->eng); for k <= 10 the candidates are
+#: those of k = 10, so ``search(x, 1)`` is the first column of ``search(x, 10)``
+MIN_CANDIDATES = 10
 #: every float16 bit pattern decoded to float32, for the rescoring kernel
 HALF_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
@@ -36,7 +61,10 @@ class InvGCRerankIndex(InvGCBase):
     query_bank, gallery_bank, keep_originals, correction, device
         As for :class:`invgc_faiss.InvGCIndex`.
     k_factor : int
-        Candidates fetched per requested result.
+        Candidates fetched per requested result, ``k_factor * max(k, 10)`` (per list with
+        ``candidates="union"``).
+    candidates : {"union", "projected", "raw"}
+        Where the candidates come from (module docstring).
     offset_dtype : {"float16", "float32"}
         Storage of the per-item offsets.
     **params
@@ -47,28 +75,38 @@ class InvGCRerankIndex(InvGCBase):
     ----------
     rates : Rates
         The rates used at search time (form and rate per bank).
+    axis_ : ndarray of shape (d,), float32, or None
+        ``m``, the direction projected candidates remove from the query (None for
+        ``candidates="raw"``).
     """
 
     k_factor = None
     offset_dtype = "float16"
+    candidates = None
     rates = None
+    axis_ = None
 
-    def __init__(self, index, *, query_bank=None, gallery_bank=None, k_factor=8,
-                 offset_dtype="float16", keep_originals=False, correction=None, device="cpu",
-                 **params):
+    def __init__(self, index, *, query_bank=None, gallery_bank=None, k_factor=DEFAULT_K_FACTOR,
+                 candidates=DEFAULT_CANDIDATES, offset_dtype="float16", keep_originals=False,
+                 correction=None, device="cpu", **params):
         if params.get("alignment") is not None:
             raise ValueError("rerank mode takes no alignment: it stores the vectors as given and "
                              "rescores the raw candidates of unmapped queries; use InvGCIndex")
         params.pop("alignment", None)
         if offset_dtype not in OFFSET_DTYPES:
             raise ValueError(f"offset_dtype must be one of {OFFSET_DTYPES}, got {offset_dtype!r}")
+        if candidates not in CANDIDATES:
+            raise ValueError(f"candidates must be one of {CANDIDATES}, got {candidates!r}")
         k_factor = check_positive_int(k_factor, "k_factor")
         inner, device = prepare_inner(index, device)
         correction = fitted_correction(inner.d, correction, query_bank, gallery_bank,
                                        device=device, fixed_rates=False, **params)
-        self.offset_dtype = offset_dtype  # before the base builds the item table
+        # before the base builds the item table
+        self.offset_dtype = offset_dtype
+        self.axis_ = None if candidates == "raw" else _candidate_axis(correction)
         super().__init__(inner, correction, given=index, keep_originals=keep_originals)
         self.k_factor = k_factor
+        self.candidates = candidates
         self.rates = correction.rates_
 
     def _item_layout(self):
@@ -77,6 +115,8 @@ class InvGCRerankIndex(InvGCBase):
             widths[f"offsets_{b}"] = self.correction.d_
             dtypes[f"offsets_{b}"] = self.offset_dtype
         widths["scalars"] = N_SCALARS
+        if self.axis_ is not None:
+            widths["axis_dots"] = 1
         return widths, dtypes
 
     def set_rates(self, r_g=None, r_q=None, *, rho_g=None, rho_q=None):
@@ -104,13 +144,16 @@ class InvGCRerankIndex(InvGCBase):
             rows["scalars"][start:stop] = rerank_scalars(x[start:stop], offsets)
             for b in range(nb):
                 rows[f"offsets_{b}"][start:stop] = offsets[b]
+        if self.axis_ is not None:
+            rows["axis_dots"] = (x @ self.axis_)[:, None]
         if self.keep_originals:
             rows["originals"] = x
         return x, rows
 
     def search(self, x, k, *, params=None, D=None, I=None):
-        """``D, I = index.search(x, k)``: ``k * k_factor`` raw candidates rescored with the current
-        rates. Scores are ``q . x'`` (inner product) or ``||q - x'||^2`` (L2, ``x'`` unit)."""
+        """``D, I = index.search(x, k)``: ``k_factor * max(k, 10)`` candidates (per list)
+        rescored with the current rates. Scores are ``q . x'`` (inner product) or ``||q - x'||^2`` (L2, ``x'``
+        unit)."""
         x = as_float_matrix(x, self.d, name="queries", allow_empty=True)
         k = check_positive_int(k, "k")
         n = x.shape[0]
@@ -118,7 +161,7 @@ class InvGCRerankIndex(InvGCBase):
         D_out = np.full((n, k), np.inf if l2 else -np.inf, dtype=np.float32)
         I_out = np.full((n, k), -1, dtype=np.int64)
         with self._searching():
-            n_candidates = min(self.ntotal, k * self.k_factor)
+            n_candidates = min(self.ntotal, max(k, MIN_CANDIDATES) * self.k_factor)
             if n and n_candidates:
                 raw, positions = self._candidates(x, n_candidates, params)
                 scores = self._rescore(x, raw, positions)
@@ -141,17 +184,38 @@ class InvGCRerankIndex(InvGCBase):
         return D_out, I_out
 
     def _candidates(self, x, n_candidates, params):
-        """Raw scores ``q . x`` and internal positions of the top candidates of the inner index;
-        an ``IDSelector`` in ``params`` (on the caller's ids) is translated to positions."""
-        inner = self.index
+        """Raw scores ``q . x`` and internal positions (-1: none) of the candidates, (nq, c) each
+        (module docstring); an ``IDSelector`` in ``params`` (on the caller's ids) is translated
+        to positions."""
         sel = getattr(params, "sel", None) if params is not None else None
         if sel is not None:
             translated = faiss.IDSelectorTranslated(self.id_map, sel)
             params = _copy_with_selector(params, translated)
-        D, P = inner.search(x, n_candidates, params=params)
+        mode = self.candidates if self.rates.active(self.correction.bank_names_) else "raw"
+        if mode != "raw" and self.axis_ is None:
+            raise ValueError(f"candidates={mode!r} needs the x . m this index does not keep (built "
+                             "with candidates='raw', or a file before format 3): use 'raw'")
+        if mode == "raw":
+            return self._inner_dots(x, n_candidates, params)
+        axis_dots = self.items.columns["axis_dots"][:, 0]
+        if sel is None and _is_flat_ip(self.index):
+            return _flat_candidates(self.index, x, self.axis_, axis_dots, n_candidates, mode)
+        along = x @ self.axis_
+        projected = x - np.outer(along, self.axis_)
+        searched = projected if mode == "projected" else np.vstack([x, projected])
+        D, P = self._inner_dots(searched, n_candidates, params)
+        D[-len(x):] += along[:, None] * axis_dots[np.maximum(P[-len(x):], 0)]
+        return (D, P) if mode == "projected" else _union(D[:len(x)], P[:len(x)], D[len(x):],
+                                                         P[len(x):])
+
+    def _inner_dots(self, queries, n, params):
+        """The inner index's top ``n`` of ``queries``: ``(queries . x, positions)``, float64 (nq,
+        n) and int64 (nq, n); L2 distances are turned into inner products."""
+        D, P = self.index.search(queries, n, params=params)
+        D = D.astype(np.float64)
         if self.metric_type == faiss.METRIC_L2:
             xx = self.items.columns["scalars"][np.maximum(P, 0), 0]
-            D = ((x * x).sum(axis=1, keepdims=True) + xx - D) / 2
+            D = ((queries * queries).sum(axis=1, keepdims=True) + xx - D) / 2
         return D, P
 
     def _rescore(self, x, raw, positions):
@@ -178,16 +242,21 @@ class InvGCRerankIndex(InvGCBase):
                                   "rescored); use InvGCIndex")
 
     def _file_state(self):
+        arrays = {} if self.axis_ is None else {"rerank_axis": self.axis_}
         return {"rerank": {"k_factor": self.k_factor, "offset_dtype": self.offset_dtype,
-                           "rates": self.rates.to_dict()}}, {}
+                           "candidates": self.candidates, "rates": self.rates.to_dict()}}, arrays
 
     @classmethod
     def _restore_kwargs(cls, header, arrays):
+        """Files before 0.4 keep no ``x . m``: their indexes search raw candidates."""
         saved = header["rerank"]
-        return {"k_factor": saved["k_factor"], "offset_dtype": saved["offset_dtype"]}
+        return {"k_factor": saved["k_factor"], "offset_dtype": saved["offset_dtype"],
+                "candidates": saved.get("candidates", "raw")}
 
     def _restore_state(self, header, arrays):
-        """The search-time rates of a file (a list in bank order before 0.2)."""
+        """The search-time rates of a file (a list in bank order before 0.2) and its axis."""
+        if "rerank_axis" in arrays:
+            self.axis_ = arrays["rerank_axis"]
         saved = header["rerank"]["rates"]
         if isinstance(saved, dict):
             self.rates = Rates.from_dict(saved)
@@ -216,42 +285,106 @@ class InvGCRerankIndex(InvGCBase):
             As for the constructor (banks, rates, ``k_factor``, ``offset_dtype``, ...).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
-        outer = faiss.downcast_index(index)
-        if isinstance(outer, (faiss.IndexIDMap, faiss.IndexIDMap2)):
-            inner = faiss.downcast_index(outer.index)
-            ids = faiss.vector_to_array(outer.id_map).astype(np.int64)
-            sequential = False
-        else:
-            inner = outer
-            ids = np.arange(inner.ntotal, dtype=np.int64)
-            sequential = True
+        inner, ids, sequential = _unwrapped(index)
         n = inner.ntotal
-        ivf = faiss.try_extract_index_ivf(inner)
-        if ivf is not None and n:
-            _check_positional_ivf_ids(ivf)
+        _check_positional_ivf_ids(inner)
         self = cls(faiss.IndexFlat(inner.d, inner.metric_type), **params)
         if vectors is not None and (len(vectors) != n or np.shape(vectors[:1])[1:] != (inner.d,)):
             raise ValueError(f"vectors must have shape ({n}, {inner.d}), got "
                              f"({len(vectors)}, ...{np.shape(vectors[:1])[1:]})")
-        added_direct_map = (vectors is None and ivf is not None
-                            and ivf.direct_map.type == faiss.DirectMap.NoMap)
-        if added_direct_map:
-            ivf.make_direct_map()
-        try:
-            for start in range(0, n, batch_size):
-                stop = min(n, start + batch_size)
-                batch = (vectors[start:stop] if vectors is not None
-                         else inner.reconstruct_n(start, stop - start))
+        with contextlib.closing(_stored_batches(inner, vectors, batch_size)) as batches:
+            for batch in batches:
                 rows = self._prepare_rows(self.correction.check_input(batch, name="vectors"))[1]
                 self.items.commit(self.items.staged(**rows))
                 if progress is not None:
-                    progress(stop - start, n)
-        finally:
-            if added_direct_map:
-                ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+                    progress(batch.shape[0], n)
         self._attach(inner, ids, self.items.columns, sequential if n else None)
         self.referenced_objects.append(index)
         return self
+
+
+def _candidate_axis(correction):
+    """``m`` of projected candidates: the normalized mean of the correction's query bank (its
+    gallery bank without one)."""
+    names = correction.bank_names_
+    bank = correction.offsets_[names.index("query" if "query" in names else "gallery")].bank
+    return bank_direction(bank, name=f"{names[0]} bank")
+
+
+def _unwrapped(index):
+    """``(inner index, ids in internal order, sequential?)`` of a filled index, downcast and
+    taken out of an IndexIDMap/IndexIDMap2."""
+    outer = faiss.downcast_index(index)
+    if isinstance(outer, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        return (faiss.downcast_index(outer.index),
+                faiss.vector_to_array(outer.id_map).astype(np.int64), False)
+    return outer, np.arange(outer.ntotal, dtype=np.int64), True
+
+
+def _stored_batches(inner, vectors, batch_size):
+    """The stored vectors in internal order, in batches: ``vectors`` sliced, or reconstructed
+    (an IVF without a direct map gets one until the generator is closed)."""
+    n = inner.ntotal
+    ivf = faiss.try_extract_index_ivf(inner)
+    added_direct_map = (vectors is None and ivf is not None
+                        and ivf.direct_map.type == faiss.DirectMap.NoMap)
+    if added_direct_map:
+        ivf.make_direct_map()
+    try:
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            yield (np.asarray(vectors[start:stop]) if vectors is not None
+                   else inner.reconstruct_n(start, stop - start))
+    finally:
+        if added_direct_map:
+            ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+
+
+def _is_flat_ip(inner):
+    """Whether ``inner`` is a CPU flat inner-product index (its rows readable in place)."""
+    return (type(inner) in (faiss.IndexFlatIP, faiss.IndexFlat) and not gpu.is_gpu_index(inner)
+            and inner.metric_type == faiss.METRIC_INNER_PRODUCT)
+
+
+def _flat_rows(inner):
+    """The rows a flat index stores, a float32 (ntotal, d) view (valid under the read lock)."""
+    return faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal,
+                                                                              inner.d)
+
+
+def _flat_candidates(inner, x, axis, axis_dots, n, mode):
+    """The candidates of a flat inner-product index from one BLAS product per block of queries:
+    the raw list from ``q . x``, then the projected list from the same scores less
+    ``(q . m)(x . m)``, each by an O(ntotal) selection (``kernels.top_k_of_rows``). faiss's own
+    flat search (a k-heap per query) took 4x the product here; two of them cost twice."""
+    nq, lists = x.shape[0], 2 if mode == "union" else 1
+    D = np.empty((nq, lists * n), dtype=np.float64)
+    P = np.empty((nq, lists * n), dtype=np.int64)
+    sims = np.empty((nq, n), dtype=np.float32)
+    with kernels.threads_for(nq):
+        for start, stop, scores in similarity_blocks(x, _flat_rows(inner)):
+            block = scores[:stop - start]
+            along = x[start:stop] @ axis
+            if lists == 2:
+                kernels.top_k_of_rows(block, n, sims[start:stop], P[start:stop, :n])
+                D[start:stop, :n] = sims[start:stop]
+            block -= np.outer(along, axis_dots)
+            kernels.top_k_of_rows(block, n, sims[start:stop], P[start:stop, -n:])
+            D[start:stop, -n:] = sims[start:stop] + along[:, None] * axis_dots[P[start:stop, -n:]]
+    if lists == 1:
+        return D, P
+    return _union(D[:, :n], P[:, :n], D[:, n:], P[:, n:])
+
+
+def _union(D_raw, P_raw, D_projected, P_projected):
+    """Both candidate lists side by side, each position once: a repeat's position becomes -1."""
+    D, P = np.hstack([D_raw, D_projected]), np.hstack([P_raw, P_projected])
+    order = np.argsort(P, axis=1, kind="stable")
+    in_order = np.take_along_axis(P, order, axis=1)
+    repeated = np.zeros(P.shape, dtype=bool)
+    repeated[:, 1:] = (in_order[:, 1:] == in_order[:, :-1]) & (in_order[:, 1:] >= 0)
+    np.put_along_axis(P, order, np.where(repeated, -1, in_order), axis=1)
+    return D, P
 
 
 def _copy_with_selector(params, sel):
@@ -269,8 +402,11 @@ def _copy_with_selector(params, sel):
     return copy
 
 
-def _check_positional_ivf_ids(ivf):
-    """Rerank mode reads per-item data by internal position: the IVF's ids must be 0..ntotal-1."""
+def _check_positional_ivf_ids(inner):
+    """Rerank mode reads per-item data by internal position: an IVF's ids must be 0..ntotal-1."""
+    ivf = faiss.try_extract_index_ivf(inner)
+    if ivf is None or not ivf.ntotal:
+        return
     invlists = ivf.invlists
     seen = np.zeros(ivf.ntotal, dtype=bool)
     for list_no in range(ivf.nlist):

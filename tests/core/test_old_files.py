@@ -32,3 +32,5 @@ def test_an_index_written_by_the_previous_version_loads_and_searches_the_same(na
     assert_array_equal(index.search(INPUTS["xq"], 5)[1], expected["I_after_add"])
     assert type(index) is (invgc_faiss.InvGCRerankIndex if name.startswith("rerank")
                            else invgc_faiss.InvGCIndex)
+    if name.startswith("rerank"):  # no x . m kept before format 3: raw candidates, as then
+        assert index.candidates == "raw" and index.axis_ is None

@@ -124,7 +124,8 @@ def test_foreign_file(tmp_path, small_data):
 
 def test_other_format_version(saved, monkeypatch):
     monkeypatch.setattr(persistence, "READS", (99,))
-    with pytest.raises(ValueError, match="format version 2, this library reads 99"):
+    with pytest.raises(ValueError, match=f"format version {persistence.FORMAT_VERSION}, this "
+                                         "library reads 99"):
         invgc_faiss.read_index(saved)
 
 
