@@ -13,6 +13,7 @@ import numpy as np
 from . import banks
 from .measures import diagonal_ranks
 from .offsets import FullOffset, LocalAdjOffset
+from .query_side import bank_direction
 from .rates import BANKS, RATE_NAMES, Rates
 from .scoring import corrected_scores, rerank_scalars
 
@@ -97,3 +98,18 @@ def invgc_grid_scores(queries, gallery, query_bank, gallery_bank, form, param_gr
             yield params, corrected_scores(raw, offset_scores, scalars, value, names)
             if progress is not None:
                 progress(1, total)
+
+
+def query_side_grid_scores(queries, gallery, query_bank, param_grid, *, progress=None):
+    """Held-out scores ``q~ . x`` of the query-side correction for each ``rho`` of
+    ``param_grid["rho"]``: ``q . x - rho (q . m)(x . m)``, ``m`` the query bank's normalized mean
+    (:mod:`invgc_faiss.query_side`). Yields ``{"rho": value}`` and scores (n_queries, n_gallery)
+    float64, as :func:`invgc_grid_scores` does."""
+    m = bank_direction(query_bank, name="query_bank").astype(np.float64)
+    raw = queries.astype(np.float64) @ gallery.T.astype(np.float64)
+    along = np.outer(queries @ m, gallery @ m)
+    rhos = param_grid.get("rho", (1.0,))
+    for rho in rhos:
+        yield {"rho": rho}, raw - rho * along
+        if progress is not None:
+            progress(1, len(rhos))

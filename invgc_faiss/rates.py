@@ -21,6 +21,11 @@ For a gallery row ``x`` (unit) and the subtractive offset ``o_B = off_B(x)`` of 
 
 Every rate 0 is the identity, exactly. Banks are named ``"gallery"`` and ``"query"``; arrays of
 per-bank values follow a list of those names (a correction's ``bank_names_``).
+
+A third kind, ``"query-side"`` (rate ``rho``, on the query bank), moves the *queries* instead:
+``q~ = q - rho (q . m) m`` with ``m`` the query bank's normalized mean, the gallery untouched
+(:mod:`invgc_faiss.query_side`). It is not a form of the gallery correction (``InvGC`` refuses
+it); :func:`invgc_faiss.tune` weighs it against the two forms.
 """
 from __future__ import annotations
 
@@ -31,9 +36,12 @@ import numpy as np
 from .validation import check_rate
 
 FORMS = ("paper", "projection")
+QUERY_SIDE = "query-side"
+#: Every kind of rates: the gallery correction's forms and the query-side correction
+KINDS = FORMS + (QUERY_SIDE,)
 BANKS = ("gallery", "query")
-#: The constructor's rate keywords of each form, gallery bank first
-RATE_NAMES = {"paper": ("r_g", "r_q"), "projection": ("rho_g", "rho_q")}
+#: The constructor's rate keywords of each kind, gallery bank first (None: no such rate)
+RATE_NAMES = {"paper": ("r_g", "r_q"), "projection": ("rho_g", "rho_q"), QUERY_SIDE: (None, "rho")}
 #: Defaults, chosen by the defaults study (docs/results.md, benchmarks/defaults_study.py):
 #: projection, query bank only at rho_q = 1. With a gallery bank alone no untuned setting measured
 #: was safe (rho_g = 1 lost 0.8 R@1 in one direction), so rho_g defaults to 0 there too (the
@@ -48,6 +56,7 @@ TUNING_GRIDS = {
                    "pool_rate": (0.05, 0.1, 0.2)},
     "paper": {"r_g": (0.0, 0.25, 0.5, 1.0, 1.5, 2.0), "r_q": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
               "pool_rate": (0.01, 0.05, 0.1, 0.2)},
+    QUERY_SIDE: {"rho": (0.5, 0.8, 0.9, 1.0, 1.1, 1.25)},
 }
 
 
@@ -73,6 +82,9 @@ class Rates:
         projection_given = rho_g is not None or rho_q is not None
         if form is None:
             form = "paper" if paper_given else "projection"
+        if form == QUERY_SIDE:
+            raise ValueError("form='query-side' moves the queries, not the gallery: use "
+                             "invgc_faiss.QueryCorrection with query_corrected(index, ...)")
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {form!r}")
         if paper_given and projection_given:
@@ -90,13 +102,18 @@ class Rates:
                    None if query is None else check_rate(query, q_name))
 
     @classmethod
+    def query_side(cls, rho):
+        """The query-side kind at rate ``rho`` (the gallery bank has no rate there)."""
+        return cls(QUERY_SIDE, None, check_rate(rho, "rho"))
+
+    @classmethod
     def identity(cls, form="projection"):
         """Every rate 0: the plain index."""
-        return cls(form, 0.0, 0.0)
+        return cls.query_side(0.0) if form == QUERY_SIDE else cls(form, 0.0, 0.0)
 
     def params(self):
-        """Constructor keywords: ``{"form": ..., "r_g": ..., "r_q": ...}`` or the ``rho``
-        names (rates not given are left out)."""
+        """Constructor keywords: ``{"form": ..., "r_g": ..., "r_q": ...}``, the ``rho`` names,
+        or ``{"form": "query-side", "rho": ...}`` (rates not given are left out)."""
         names = dict(zip(BANKS, RATE_NAMES[self.form]))
         return {"form": self.form, **{names[bank]: getattr(self, bank) for bank in BANKS
                                       if getattr(self, bank) is not None}}
@@ -123,8 +140,11 @@ class Rates:
 
     def active(self, names):
         """Positions in ``names`` of the banks that enter the combination: all (paper, unless
-        every rate is 0), those with ``rho > 0`` (projection). Empty means the identity."""
+        every rate is 0), those with ``rho > 0`` (projection), none (query-side: the gallery is
+        not moved). Empty means the identity of the gallery."""
         rates = self.of(names)
+        if self.form == QUERY_SIDE:
+            return []
         if self.form == "paper":
             return list(range(rates.size)) if rates.any() else []
         return [b for b in range(rates.size) if rates[b] > 0]
@@ -164,5 +184,7 @@ class Rates:
     def from_dict(cls, value):
         """The inverse of :meth:`to_dict`, validated."""
         form = value.get("form")
+        if form == QUERY_SIDE:
+            return cls.query_side(value.get("query"))
         names = dict(zip(BANKS, RATE_NAMES.get(form, ("r_g", "r_q"))))
         return cls.given(form, **{names[bank]: value.get(bank) for bank in BANKS})

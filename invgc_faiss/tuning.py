@@ -6,7 +6,9 @@ Protocol for paired banks (row ``i`` of ``query_bank`` matches row ``i`` of ``ga
    ``max_holdout``) become pseudo-queries and pseudo-gallery; the other pairs are the banks.
 2. Every point of each form's grid is scored by the held-out ranks of the pseudo-queries'
    true partners (``R@1 + R@5 + R@10`` of that one direction), without rebuilding anything
-   (:func:`invgc_faiss.heldout.invgc_grid_ranks`). The best point overall is the candidate.
+   (:func:`invgc_faiss.heldout.invgc_grid_scores`). The forms are the gallery correction's two
+   and ``"query-side"`` (:mod:`invgc_faiss.query_side`: the queries moved, the gallery
+   untouched). The best point overall is the candidate; its form is the one that won.
 3. The candidate's gain over plain is measured without selection bias by 2-fold cross-fitting:
    the parameters picked on one half of the pseudo-queries are scored on the other half, and
    vice versa; the per-query gains ``100 (hit@1 + hit@5 + hit@10)`` are bootstrapped
@@ -36,7 +38,8 @@ import numpy as np
 from . import heldout
 from .index import InvGCIndex
 from .measures import bootstrap_interval, diagonal_ranks, hits, recalls, top_k_skewness
-from .rates import TUNING_GRIDS as GRIDS, Rates
+from .query_side import QueryCorrection, query_corrected
+from .rates import QUERY_SIDE, TUNING_GRIDS as GRIDS, Rates
 from .validation import as_unit_banks
 
 RECALL_COLUMNS = ("R@1", "R@5", "R@10")
@@ -70,8 +73,9 @@ class TuneResult:
     Attributes
     ----------
     params : dict
-        Keyword arguments of :class:`InvGCIndex` (form, rates, pool_rate, max_bank_size); every
-        rate 0 when the do-no-harm rule chose the identity.
+        Keyword arguments of :class:`InvGCIndex` (form, rates, pool_rate, max_bank_size), or
+        ``{"form": "query-side", "rho": ...}`` when the query-side correction won; every rate 0
+        when the do-no-harm rule chose the identity.
     rows : list of dict
         Held-out R@1, R@5, R@10 and their sum for plain, each form at its best, and each peer.
     gain, gain_interval : float, (float, float)
@@ -96,7 +100,9 @@ class TuneResult:
         self._banks = banks
 
     def index(self, inner=None, **overrides):
-        """An :class:`InvGCIndex` with the tuned parameters and all pairs as banks.
+        """An :class:`InvGCIndex` with the tuned parameters and all pairs as banks; when the
+        query-side correction won, ``inner`` wrapped by :func:`query_corrected` (a
+        ``faiss.IndexPreTransform``; ``inner`` may then be a filled index: it is not rebuilt).
 
         ``inner``: an empty faiss index, or a factory string (inner-product metric); default
         ``IndexFlatIP``. ``overrides``: other keyword arguments of :class:`InvGCIndex`."""
@@ -106,6 +112,11 @@ class TuneResult:
             inner = faiss.IndexFlatIP(d)
         elif isinstance(inner, str):
             inner = faiss.index_factory(d, inner, faiss.METRIC_INNER_PRODUCT)
+        if self.params["form"] == QUERY_SIDE:
+            if overrides:
+                raise ValueError(f"the query-side correction takes no index keywords, got "
+                                 f"{sorted(overrides)}")
+            return query_corrected(inner, QueryCorrection(self.params["rho"]).fit(query_bank))
         return InvGCIndex(inner, query_bank=query_bank, gallery_bank=gallery_bank,
                           **{**self.params, **overrides})
 
@@ -147,7 +158,8 @@ def _progress_bar(total, enabled):
     return lambda n, _total: bar.update(n)
 
 
-def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper"), grid=None,
+def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper", QUERY_SIDE),
+         grid=None,
          holdout=0.1, max_holdout=2000, seed=0, max_bank_size=TUNE_MAX_BANK_SIZE,
          n_bootstrap=2000, normalize_input=False, progress=False):
     """Tune InvGC on reference banks and decide whether it helps.
@@ -162,8 +174,10 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
         held-out rows (see the module docstring). None (default): paired when the banks have
         the same number of rows -- equal-sized unpaired banks then meet the do-no-harm rule,
         whose interval reaches 0 for random pairs.
-    forms : tuple of {"projection", "paper"}
-        Forms whose grids are searched.
+    forms : tuple of {"projection", "paper", "query-side"}
+        Forms whose grids are searched (``"query-side"``: the queries are moved, the gallery
+        untouched; its result's :meth:`TuneResult.index` wraps an index that need not be
+        rebuilt).
     grid : dict, optional
         ``{form: {parameter: values}}`` replacing the default grids
         (:data:`invgc_faiss.rates.TUNING_GRIDS`) of the forms it names.
@@ -210,15 +224,19 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper")
     candidates = []  # (form, params, scores reduced to ranks or a skewness)
     reduce = diagonal_ranks if paired else top_k_skewness
     for form, form_grid in grids.items():
-        for params, scores in heldout.invgc_grid_scores(
-                queries, gallery, bank_q, bank_g, form, form_grid, max_bank_size=max_bank_size,
-                progress=bar):
+        scored = (heldout.query_side_grid_scores(queries, gallery, bank_q, form_grid,
+                                                 progress=bar) if form == QUERY_SIDE else
+                  heldout.invgc_grid_scores(queries, gallery, bank_q, bank_g, form, form_grid,
+                                            max_bank_size=max_bank_size, progress=bar))
+        for params, scores in scored:
             candidates.append((form, params, reduce(scores)))
     plain = reduce(queries @ gallery.T)
     choose = _choose_paired if paired else _choose_label_free
     form, params, rows, gain, interval, decision = choose(candidates, plain, grids, rng,
                                                           n_bootstrap)
-    params = {"form": form, **params, "max_bank_size": max_bank_size}
+    params = {"form": form, **params}
+    if form != QUERY_SIDE:
+        params["max_bank_size"] = max_bank_size
     return TuneResult(params, rows, gain, interval, decision, time.perf_counter() - start,
                       HeldOut(queries, gallery, bank_q, bank_g, paired),
                       (query_bank, gallery_bank))

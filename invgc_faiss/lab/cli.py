@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from ..measures import rsum
+from ..rates import KINDS
 from ..rebalance import ALIGNMENTS
 from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS, directions
 from .evaluation import evaluate_method, format_table
@@ -304,8 +305,8 @@ def build_parser():
     tune.add_argument("--unpaired", action="store_true",
                       help="the banks are not paired (label-free tuning by k-skewness); banks "
                            "of different sizes are taken as unpaired anyway")
-    tune.add_argument("--forms", nargs="+", default=["projection", "paper"],
-                      choices=["projection", "paper"])
+    tune.add_argument("--forms", nargs="+", default=list(KINDS), choices=list(KINDS),
+                      help="query-side: the queries moved, the gallery untouched")
     tune.add_argument("--peers", nargs="*", default=[], choices=list(PEERS),
                       help="also tune these peers on the same held-out pairs")
     tune.add_argument("--holdout", type=float, default=0.1, help="share of pairs held out")

@@ -42,7 +42,7 @@ def test_tune_finds_the_gain_on_hubby_data_and_builds_that_index(hubby):
     assert result.gain_interval[0] > 0 and result.gain > 5
     assert "helps" in result.decision
     by_method = {row["method"]: row for row in result.rows}
-    assert set(by_method) == {"plain", "projection", "paper"}
+    assert set(by_method) == {"plain", "projection", "paper", "query-side"}
     assert by_method["projection"]["sum"] > by_method["plain"]["sum"]
     params = dict(result.params)
     built = result.index()
@@ -130,3 +130,42 @@ def test_unpaired_banks_are_tuned_label_free_by_k_skewness(hubby):
     plain.add(s.gallery)
     hits = lambda idx: np.mean(idx.search(s.queries, 1)[1][:, 0] == np.arange(300))  # noqa: E731
     assert hits(index) > hits(plain)  # on this hubby data the least-hub setting also recalls more
+
+
+def test_query_side_scores_match_the_query_correction(hubby):
+    """tune's no-rebuild query-side scores equal QueryCorrection's queries times the gallery."""
+    from invgc_faiss.heldout import query_side_grid_scores
+    s = hubby
+    queries, gallery, bank = s.queries[:100], s.gallery[:100], s.bank_queries
+    for params, scores in query_side_grid_scores(queries, gallery, bank, {"rho": (0.5, 1.0)}):
+        corrected = invgc_faiss.QueryCorrection(params["rho"]).fit(bank).transform(queries)
+        np.testing.assert_allclose(scores, corrected.astype(np.float64) @ gallery.T, atol=1e-5)
+
+
+def test_tune_weighs_the_query_side_form_and_builds_it_around_a_filled_index(hubby):
+    s = hubby
+    result = invgc_faiss.tune(s.bank_queries, s.bank_gallery, forms=("query-side",),
+                              grid={"query-side": {"rho": (0.9, 1.0)}}, holdout=300)
+    assert result.params["form"] == "query-side" and result.params["rho"] in (0.9, 1.0)
+    assert "helps" in result.decision and "query-side" in result.decision
+    assert "max_bank_size" not in result.params
+    filled = faiss.IndexFlatIP(32)
+    filled.add(s.gallery)
+    index = result.index(filled)  # wraps the filled index: nothing is rebuilt
+    assert isinstance(index, faiss.IndexPreTransform) and index.ntotal == 300
+    by_hand = invgc_faiss.QueryCorrection(result.params["rho"]).fit(s.bank_queries)
+    _, I = index.search(s.queries, 5)
+    _, expected = filled.search(by_hand.transform(s.queries), 5)
+    assert_array_equal(I, expected)
+    with pytest.raises(ValueError, match="takes no index keywords"):
+        result.index(keep_originals=True)
+
+
+def test_the_query_side_kind_is_not_a_gallery_form():
+    from invgc_faiss.rates import Rates
+    value = Rates.query_side(0.8)
+    assert value.params() == {"form": "query-side", "rho": 0.8}
+    assert Rates.from_dict(value.to_dict()) == value and value.active(["query"]) == []
+    assert Rates.identity("query-side").params() == {"form": "query-side", "rho": 0.0}
+    with pytest.raises(ValueError, match="moves the queries"):
+        invgc_faiss.InvGC(form="query-side")
