@@ -5,8 +5,8 @@ The inner index stores the vectors as given; per item the wrapper stores each ba
 :mod:`invgc_faiss.scoring`, from which ``q . x'`` is computed exactly for any rates of the
 index's form. Nothing stored depends on the rates, so they change at search time
 (:meth:`InvGCRerankIndex.set_rates`); all rates 0 score ``q . x``, the plain index. Memory per
-item: ``n_banks * d`` offsets + 6 float32 scalars + ``n_banks`` float32 degrees (2 banks, d = 384,
-float16: 1,568 bytes).
+item: ``n_banks * d`` offsets + 6 float32 scalars + ``n_banks`` float32 degrees + ``x . m``
+(2 banks, d = 384, float16: 1,572 bytes).
 
 Search follows faiss's ``IndexRefine``: fetch ``k_factor * max(k, 10)`` candidates from the
 inner index, rescore them, keep the best ``k``; with ``k * k_factor >= ntotal`` the result equals
@@ -17,9 +17,9 @@ the baked :class:`InvGCIndex` exactly. Which candidates (``candidates=``):
 * ``"projected"``: the top of ``q~ . x`` with ``q~ = q - (q . m) m``, ``m`` the normalized mean of
   the correction's query bank (of its gallery bank without one): the query-side correction
   (:mod:`invgc_faiss.query_side`), which ranks nearly as the corrected gallery does;
-* ``"union"`` (default): both lists, searched in one call (the defaults, union at k_factor 1,
-  came within 0.5 R@1 of the baked index on six real directions over flat and HNSW indexes,
-  docs/results.md).
+* ``"union"`` (default): both lists, searched in one call (the defaults, union at k_factor 2,
+  came within 0.3 R@1 of the baked index, or above it, on six real directions over flat, IVF
+  and HNSW indexes at faiss's default search settings: docs/results.md).
 
 The raw score of a projected candidate is ``q . x = q~ . x + (q . m)(x . m)``, with ``x . m``
 kept per item, so every candidate is rescored exactly whichever search found it. Without any
@@ -42,7 +42,7 @@ OFFSET_DTYPES = ("float16", "float32")
 CANDIDATES = ("union", "projected", "raw")
 #: Defaults chosen by benchmarks/rerank_candidates.py (docs/results.md, "Rerank candidates")
 DEFAULT_CANDIDATES = "union"
-DEFAULT_K_FACTOR = 1
+DEFAULT_K_FACTOR = 2
 #: Candidates per list are ``k_factor * max(k, MIN_CANDIDATES)``: with ``k * k_factor`` alone,
 #: k = 1 lost up to 3.9 R@1 against the baked index (zho->eng); for k <= 10 the candidates are
 #: those of k = 10, so ``search(x, 1)`` is the first column of ``search(x, 10)``

@@ -54,10 +54,12 @@ def test_rescored_scores_equal_dense_reference(data, variant, banks):
 
 
 @pytest.mark.parametrize("variant", ["localadj", "full"])
-def test_covering_k_factor_equals_baked_mode(data, variant):
+@pytest.mark.parametrize("candidates", ["union", "projected", "raw"])
+def test_covering_k_factor_equals_baked_mode(data, variant, candidates):
     s = data
     baked = build(InvGCIndex, s, variant=variant)
-    rerank = build(InvGCRerankIndex, s, variant=variant, k_factor=1000, offset_dtype="float32")
+    rerank = build(InvGCRerankIndex, s, variant=variant, k_factor=1000, offset_dtype="float32",
+                   candidates=candidates)
     D0, I0 = baked.search(s["xq"], 15)
     D, I = rerank.search(s["xq"], 15)
     assert_array_equal(I, I0)

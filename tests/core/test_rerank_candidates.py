@@ -6,7 +6,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import invgc_faiss
-from invgc_faiss import InvGCIndex, InvGCRerankIndex
+from invgc_faiss import InvGCRerankIndex
 from invgc_faiss.rerank import MIN_CANDIDATES
 from tests.helpers import dense_reference as ref
 from tests.helpers.data import unit_rows
@@ -103,20 +103,6 @@ def test_projected_candidates_find_the_corrected_top1_that_raw_ones_miss(hubby, 
     assert not found["raw"][missed].any()
     assert found["projected"][missed].sum() >= missed.sum() // 2
     assert found["union"].sum() >= max(found["raw"].sum(), found["projected"].sum())
-
-
-@pytest.mark.parametrize("candidates", ["raw", "projected", "union"])
-def test_candidates_covering_the_gallery_equal_the_baked_index(hubby, candidates):
-    s = hubby
-    baked = InvGCIndex(faiss.IndexFlatIP(s["d"]), query_bank=s["bank_q"], pool_rate=0.2)
-    rerank = InvGCRerankIndex(faiss.IndexFlatIP(s["d"]), query_bank=s["bank_q"], pool_rate=0.2,
-                              k_factor=60, candidates=candidates, offset_dtype="float32")
-    for index in (baked, rerank):
-        index.add(s["xb"])
-    D0, I0 = baked.search(s["xq"], 10)
-    D, I = rerank.search(s["xq"], 10)
-    assert_array_equal(I, I0)
-    assert_allclose(D, D0, atol=1e-5)
 
 
 def test_union_returns_each_item_once_and_plain_rates_use_raw_candidates(hubby):
