@@ -32,14 +32,23 @@ def bank_direction(bank, name="bank"):
     return (mean / norm).astype(np.float32)
 
 
+#: Default ``rho``: 1, all of the component, the one rate at which ``I - rho m m^T`` is a
+#: projection, so rows added through :func:`query_corrected`'s wrapper rank as if added
+#: untouched. Lower rates ranked better on the six real directions' test pairs (0.8: +0.65 to
+#: +1.62 R@1; benchmarks/query_side.py, docs/results.md) and ``tune``'s query-side form picks
+#: them (0.7-0.9 there); with ``rho < 1`` add rows to the inner index itself (see
+#: :func:`query_corrected`)
+DEFAULT_RHO = 1.0
+
+
 class QueryCorrection:
     """Move queries off the query bank's mean direction (scikit-learn conventions).
 
     Parameters
     ----------
     rho : float, >= 0
-        How much of the query's component along ``m`` is removed (1: all of it, the projection
-        defaults' ``rho_q``; 0: the identity).
+        How much of the query's component along ``m`` is removed (1: all of it; 0: the
+        identity; default :data:`DEFAULT_RHO`).
     normalize_input : bool
         Normalize the query bank's rows first (else they must be unit).
 
@@ -50,7 +59,7 @@ class QueryCorrection:
     d_ : int
     """
 
-    def __init__(self, rho=1.0, *, normalize_input=False):
+    def __init__(self, rho=DEFAULT_RHO, *, normalize_input=False):
         self.rho = check_rate(rho, "rho")
         self.normalize_input = bool(normalize_input)
 
@@ -96,8 +105,12 @@ def query_corrected(index, correction):
     Returns
     -------
     faiss.IndexPreTransform
-        ``search`` maps the queries, then searches ``index``; ``add`` maps the rows (which
-        leaves their ranking as it would be unmapped); ``faiss.write_index`` saves the map.
+        ``search`` maps the queries, then searches ``index``; ``faiss.write_index`` saves the
+        map. ``add`` maps the rows too: at ``rho = 1`` that leaves their ranking as it would be
+        unmapped; at ``rho < 1`` a row added through the wrapper scores
+        ``q . x - (2 rho - rho^2)(q . m)(x . m)`` instead of ``q . x - rho (q . m)(x . m)``
+        (the map applied twice), so add rows to ``index`` itself to score them like the rows
+        already there.
     """
     if not isinstance(index, faiss.Index):
         raise TypeError(f"index must be a faiss index, got {type(index).__name__}")

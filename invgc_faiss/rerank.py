@@ -9,7 +9,7 @@ item: ``n_banks * d`` offsets + 6 float32 scalars + ``n_banks`` float32 degrees 
 (2 banks, d = 384, float16: 1,572 bytes).
 
 Search follows faiss's ``IndexRefine``: fetch ``k_factor * max(k, 10)`` candidates from the
-inner index, rescore them, keep the best ``k``; with ``k * k_factor >= ntotal`` the result equals
+inner index (``k * k_factor`` for raw candidates), rescore them, keep the best ``k``; with ``k * k_factor >= ntotal`` the result equals
 the baked :class:`InvGCIndex` exactly. Which candidates (``candidates=``):
 
 * ``"raw"``: the top of ``q . x``, faiss's own. On hubby data the right item often sits deep in
@@ -43,7 +43,8 @@ CANDIDATES = ("union", "projected", "raw")
 #: Defaults chosen by benchmarks/rerank_candidates.py (docs/results.md, "Rerank candidates")
 DEFAULT_CANDIDATES = "union"
 DEFAULT_K_FACTOR = 2
-#: Candidates per list are ``k_factor * max(k, MIN_CANDIDATES)``: with ``k * k_factor`` alone,
+#: Candidates per list are ``k_factor * max(k, MIN_CANDIDATES)`` (``k * k_factor`` for
+#: ``candidates="raw"``, as faiss's IndexRefine and 0.3): with ``k * k_factor`` alone, union at
 #: k = 1 lost up to 3.9 R@1 against the baked index (zho->eng); for k <= 10 the candidates are
 #: those of k = 10, so ``search(x, 1)`` is the first column of ``search(x, 10)``
 MIN_CANDIDATES = 10
@@ -161,7 +162,7 @@ class InvGCRerankIndex(InvGCBase):
         D_out = np.full((n, k), np.inf if l2 else -np.inf, dtype=np.float32)
         I_out = np.full((n, k), -1, dtype=np.int64)
         with self._searching():
-            n_candidates = min(self.ntotal, max(k, MIN_CANDIDATES) * self.k_factor)
+            n_candidates = min(self.ntotal, _per_list(k, self.candidates) * self.k_factor)
             if n and n_candidates:
                 raw, positions = self._candidates(x, n_candidates, params)
                 scores = self._rescore(x, raw, positions)
@@ -301,6 +302,12 @@ class InvGCRerankIndex(InvGCBase):
         self._attach(inner, ids, self.items.columns, sequential if n else None)
         self.referenced_objects.append(index)
         return self
+
+
+def _per_list(k, candidates):
+    """Candidates per list and unit of ``k_factor``: ``max(k, MIN_CANDIDATES)``; ``k`` for raw
+    candidates (faiss's IndexRefine, and 0.3)."""
+    return k if candidates == "raw" else max(k, MIN_CANDIDATES)
 
 
 def _candidate_axis(correction):

@@ -72,6 +72,20 @@ def test_rows_added_through_the_wrapper_rank_as_if_added_untouched(data):
     assert_allclose(d1, d2, atol=2e-6)
 
 
+def test_below_rho_1_rows_added_through_the_wrapper_get_the_map_twice(data):
+    """(A q) . (A x) = q . A^2 x with A^2 = I - (2 rho - rho^2) m m^T: the documented caveat."""
+    rho = 0.8
+    through = query_corrected(faiss.IndexFlatIP(24), QueryCorrection(rho).fit(data["bank"]))
+    through.add(data["gallery"])
+    direct = faiss.IndexFlatIP(24)
+    direct.add(data["gallery"])
+    twice = QueryCorrection(2 * rho - rho ** 2).fit(data["bank"])
+    d1, i1 = through.search(data["queries"], 10)
+    d2, i2 = direct.search(twice.transform(data["queries"]), 10)
+    assert_array_equal(i1, i2)
+    assert_allclose(d1, d2, atol=2e-6)
+
+
 def test_the_wrapper_is_a_faiss_index_that_faiss_saves(data, tmp_path):
     correction = QueryCorrection().fit(data["bank"])
     flat = faiss.IndexFlatIP(24)

@@ -12,7 +12,7 @@ from tests.helpers import dense_reference as ref
 from tests.helpers.data import unit_rows
 
 K, K_FACTOR = 5, 2
-N_CANDIDATES = max(K, MIN_CANDIDATES) * K_FACTOR  # per list
+N_CANDIDATES = max(K, MIN_CANDIDATES) * K_FACTOR  # per list; raw ones: K * K_FACTOR (IndexRefine)
 
 
 def paired(rng, n, d, a, g):
@@ -78,7 +78,8 @@ def test_candidates_match_the_dense_reference(hubby, form, candidates, inner):
     if factory != "Flat":
         index.index.nprobe = 4
     D, I = index.search(s["xq"], K)
-    D_ref, I_ref, _ = expected_results(s, reference(s), candidates, N_CANDIDATES)
+    D_ref, I_ref, _ = expected_results(s, reference(s), candidates,
+                                       K * K_FACTOR if candidates == "raw" else N_CANDIDATES)
     assert_array_equal(I, I_ref)
     if metric == "l2":
         D_ref = (s["xq"].astype(np.float64) ** 2).sum(axis=1, keepdims=True) + 1 - 2 * D_ref
