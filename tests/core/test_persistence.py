@@ -147,3 +147,23 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(saved, small_data, 
         invgc_faiss.write_index(index, saved)
     assert saved.read_bytes() == before
     assert os.listdir(saved.parent) == [saved.name]
+
+
+def test_a_correction_alone_round_trips_as_bytes(saved, small_data):
+    """What stores keep beside a table: the correction's bytes, integrity-checked."""
+    correction = build(small_data).correction
+    data = persistence.correction_bytes(correction)
+    restored = persistence.correction_from_bytes(data)
+    assert restored.get_params() == correction.get_params()
+    np.testing.assert_array_equal(restored.transform(small_data["xb"]),
+                                  correction.transform(small_data["xb"]))
+    flipped = bytearray(data)
+    flipped[-10] ^= 0xFF
+    with pytest.raises(ValueError, match="the saved one is corrupt"):
+        persistence.correction_from_bytes(bytes(flipped), what="the saved one")
+    with pytest.raises(ValueError, match="holds an index"):
+        persistence.correction_from_bytes(saved.read_bytes())
+    path = saved.parent / "correction.invgc"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="holds a correction"):
+        invgc_faiss.read_index(path)
