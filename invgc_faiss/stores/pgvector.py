@@ -20,23 +20,18 @@ Table and column names are quoted identifiers; nothing is formatted into SQL tex
 """
 import numpy as np
 
-from ..persistence import correction_bytes, correction_from_bytes
-from ..rerank import DEFAULT_K_FACTOR, MIN_CANDIDATES
-from ..validation import as_float_matrix, as_ids, check_positive_int
+from ..persistence import correction_bytes
+from ..rerank import DEFAULT_K_FACTOR
+from ..validation import as_float_matrix, check_positive_int
+from .common import QuerySideSearch, corrected_rows, required, saved_correction
 
 CORRECTIONS_TABLE = "invgc_corrections"
 
 
 def _modules():
-    """psycopg's ``sql`` module, its errors and pgvector's ``register_vector``, or an
-    ``ImportError`` naming the extra."""
-    try:
-        import psycopg
-        from pgvector.psycopg import register_vector
-    except ImportError as exc:
-        raise ImportError("the pgvector store needs psycopg and pgvector: pip install "
-                          "'invgc-faiss[pgvector]'") from exc
-    return psycopg, register_vector
+    """``psycopg`` and pgvector's ``register_vector`` (an ``ImportError`` names the extra)."""
+    psycopg, pgvector_psycopg = required("pgvector", "psycopg", "pgvector.psycopg")
+    return psycopg, pgvector_psycopg.register_vector
 
 
 def _prepared(conn):
@@ -147,12 +142,7 @@ class PgVectorStore:
         if saved is None:
             raise ValueError(f"no correction is saved for table {table!r}: it was not made by "
                              "PgVectorStore.create (search it with PgVectorQuerySide)")
-        correction = correction_from_bytes(saved[0], device=device,
-                                           what=f"the correction saved for {table!r}")
-        if correction.d_ != d:
-            raise ValueError(f"the saved correction has dimension {correction.d_}, table "
-                             f"{table!r} has {d}")
-        return cls(conn, table, correction)
+        return cls(conn, table, saved_correction(saved[0], d, f"for table {table!r}", device))
 
     def __len__(self):
         psycopg, _ = _modules()
@@ -168,26 +158,16 @@ class PgVectorStore:
         ``progress``: callable(n_done_increment, total), or True for a tqdm bar."""
         psycopg, _ = _modules()
         sql = psycopg.sql
-        batch_size = check_positive_int(batch_size, "batch_size")
-        n = len(vectors)
-        if ids is None:
-            start = self.conn.execute(sql.SQL("SELECT coalesce(max(id) + 1, 0) FROM {}").format(
-                sql.Identifier(self.table))).fetchone()[0]
-            ids = np.arange(start, start + n, dtype=np.int64)
-        ids = as_ids(ids, n)
-        report = _progress(progress, n)
-        corrected = np.empty((n, self.correction.d_), dtype=np.float32)
-        for lo in range(0, n, batch_size):
-            hi = min(n, lo + batch_size)
-            batch = self.correction.check_input(np.asarray(vectors[lo:hi]), name="vectors")
-            corrected[lo:hi] = self.correction.transform(batch)
-            report(hi - lo)
+        next_id = self.conn.execute(sql.SQL("SELECT coalesce(max(id) + 1, 0) FROM {}").format(
+            sql.Identifier(self.table))).fetchone()[0]
+        corrected, ids = corrected_rows(self.correction, vectors, ids, next_id,
+                                        batch_size=batch_size, progress=progress)
         copy_sql = sql.SQL("COPY {} (id, embedding) FROM STDIN WITH (FORMAT BINARY)").format(
             sql.Identifier(self.table))
         try:
             with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
                 copy.set_types(["int8", "vector"])
-                for i in range(n):
+                for i in range(len(ids)):
                     copy.write_row((int(ids[i]), corrected[i]))
         except psycopg.errors.UniqueViolation as exc:
             raise ValueError(f"an id is already stored in {self.table!r} ({exc.diag.message_detail}"
@@ -201,8 +181,9 @@ class PgVectorStore:
                        check_positive_int(k, "k"))
 
 
-class PgVectorQuerySide:
-    """An existing pgvector table of raw vectors searched with the query-side correction.
+class PgVectorQuerySide(QuerySideSearch):
+    """An existing pgvector table of raw vectors searched with the query-side correction
+    (:class:`invgc_faiss.stores.common.QuerySideSearch`).
 
     Parameters
     ----------
@@ -210,8 +191,6 @@ class PgVectorQuerySide:
     table : str, column : str, id_column : str
     query_correction : fitted :class:`invgc_faiss.QueryCorrection`
     rescore : fitted :class:`invgc_faiss.InvGC`, optional
-        Rescore ``k_factor * max(k, 10)`` candidates of the raw and of the corrected query
-        exactly (``q . x'``, from the stored vectors read back).
     k_factor : int
     """
 
@@ -219,67 +198,19 @@ class PgVectorQuerySide:
                  rescore=None, k_factor=DEFAULT_K_FACTOR):
         self.conn = _prepared(conn)
         self.table, self.column, self.id_column = table, column, id_column
-        d = table_dimension(self.conn, table, column)
-        query_correction._check_fitted()
-        if query_correction.d_ != d:
-            raise ValueError(f"the query correction has dimension {query_correction.d_}, "
-                             f"{table}.{column} has {d}")
-        if rescore is not None and rescore.d_ != d:
-            raise ValueError(f"the rescoring correction has dimension {rescore.d_}, "
-                             f"{table}.{column} has {d}")
-        self.query_correction, self.rescore = query_correction, rescore
-        self.k_factor = check_positive_int(k_factor, "k_factor")
-        self.d = d
+        self._setup(table_dimension(self.conn, table, column), f"{table}.{column}",
+                    query_correction, rescore, k_factor)
 
-    def search(self, queries, k):
-        """``D, I`` like faiss: ranked by ``q~ . x`` (scores ``q~ . x``), or with ``rescore``
-        by ``q . x'`` over the candidates."""
-        queries = as_float_matrix(queries, self.d, name="queries", allow_empty=True)
-        k = check_positive_int(k, "k")
-        projected = self.query_correction.transform(queries)
-        if self.rescore is None:
-            return _search(self.conn, self.table, self.column, self.id_column, projected, k)
-        n = max(k, MIN_CANDIDATES) * self.k_factor
-        raw_ids = _search(self.conn, self.table, self.column, self.id_column, queries, n)[1]
-        projected_ids = _search(self.conn, self.table, self.column, self.id_column, projected,
-                                n)[1]
-        return self._rescored(queries, np.hstack([raw_ids, projected_ids]), k)
+    def _top(self, queries, k):
+        return _search(self.conn, self.table, self.column, self.id_column, queries, k)
 
-    def _rescored(self, queries, candidates, k):
-        """The top ``k`` of ``q . x'`` over each query's candidate ids (-1: none)."""
+    def _vectors(self, ids):
         psycopg, _ = _modules()
         sql = psycopg.sql
-        wanted = np.unique(candidates[candidates >= 0])
         rows = self.conn.execute(sql.SQL("SELECT {}, {} FROM {} WHERE {} = ANY(%s)").format(
             sql.Identifier(self.id_column), sql.Identifier(self.column),
             sql.Identifier(self.table), sql.Identifier(self.id_column)),
-            (wanted.tolist(),)).fetchall()
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vectors = np.array([np.asarray(r[1].to_numpy() if hasattr(r[1], "to_numpy") else r[1],
-                                       dtype=np.float32) for r in rows]).reshape(-1, self.d)
-        corrected = self.rescore.transform(vectors) if len(ids) else vectors
-        order = np.argsort(ids)
-        D = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
-        I = np.full((queries.shape[0], k), -1, dtype=np.int64)
-        for i, q in enumerate(queries):
-            mine = np.unique(candidates[i][candidates[i] >= 0])
-            rows_of = order[np.searchsorted(ids, mine, sorter=order)]
-            scores = corrected[rows_of] @ q
-            best = np.argsort(-scores, kind="stable")[:k]
-            D[i, :best.size], I[i, :best.size] = scores[best], mine[best]
-        return D, I
-
-
-def _progress(progress, total):
-    """A callable taking the rows done since the last call: ``progress`` itself, a tqdm bar
-    (True), or nothing."""
-    if progress is True:
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return lambda n: None
-        bar = tqdm(total=total, desc="correcting", unit="row")
-        return bar.update
-    if progress is None or progress is False:
-        return lambda n: None
-    return lambda n: progress(n, total)
+            (ids.tolist(),)).fetchall()
+        return (np.array([r[0] for r in rows], dtype=np.int64),
+                np.array([r[1].to_numpy() if hasattr(r[1], "to_numpy") else r[1]
+                          for r in rows], dtype=np.float32))

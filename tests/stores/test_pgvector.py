@@ -7,8 +7,9 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import invgc_faiss
-from invgc_faiss import InvGC, QueryCorrection, query_corrected
+from invgc_faiss import QueryCorrection
 from tests.helpers.data import cone_data
+from tests.helpers.stores import assert_no_rebuild_route_matches, fitted
 
 psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("pgvector")
@@ -34,10 +35,6 @@ def conn(server, request):
 @pytest.fixture(scope="module")
 def data():
     return cone_data(3, 16, 200, 30, 150, 150)
-
-
-def fitted(s):
-    return InvGC(pool_rate=0.2).fit(query_bank=s["bank_q"])
 
 
 def exact_top(queries, rows, k):
@@ -108,36 +105,13 @@ def raw_table(conn, rows):
             cur.execute("INSERT INTO raw VALUES (%s, %s)", (i, row))
 
 
-def test_no_rebuild_route_equals_the_faiss_query_side_wrapper(conn, data):
-    s = data
+@pytest.mark.parametrize("rescore", [False, True])
+def test_no_rebuild_route_equals_query_corrected_and_rerank_mode(conn, data, rescore):
     from pgvector.psycopg import register_vector
     register_vector(conn)
-    raw_table(conn, s["xb"])
-    query_side = QueryCorrection().fit(s["bank_q"])
-    store = pgvector_store.PgVectorQuerySide(conn, "raw", query_side)
-    flat = faiss.IndexFlatIP(16)
-    flat.add(s["xb"])
-    D_ref, I_ref = query_corrected(flat, query_side).search(s["xq"], 5)
-    D, I = store.search(s["xq"], 5)
-    assert_array_equal(I, I_ref)
-    assert_allclose(D, D_ref, atol=1e-5)
-
-
-def test_no_rebuild_route_rescored_equals_rerank_mode(conn, data):
-    s = data
-    from pgvector.psycopg import register_vector
-    register_vector(conn)
-    raw_table(conn, s["xb"])
-    correction = fitted(s)
-    store = pgvector_store.PgVectorQuerySide(conn, "raw", QueryCorrection().fit(s["bank_q"]),
-                                             rescore=correction, k_factor=1)
-    rerank = invgc_faiss.InvGCRerankIndex(faiss.IndexFlatIP(16), correction=correction,
-                                          k_factor=1, offset_dtype="float32")
-    rerank.add(s["xb"])
-    D, I = store.search(s["xq"], 5)
-    D_ref, I_ref = rerank.search(s["xq"], 5)
-    assert_array_equal(I, I_ref)
-    assert_allclose(D, D_ref, atol=1e-5)
+    raw_table(conn, data["xb"])
+    assert_no_rebuild_route_matches(lambda side, rescoring: pgvector_store.PgVectorQuerySide(
+        conn, "raw", side, k_factor=1, rescore=rescoring), data, rescore)
 
 
 def test_hnsw_index_and_progress(conn, data):
