@@ -47,13 +47,18 @@ def table_dimension(table, name):
     return vector.list_size
 
 
-def _search(table, queries, k):
-    """Top ``k`` rows by ``q . x`` for each query: ``(D, I)`` like faiss (-inf / -1 padding)."""
+def _search(table, queries, k, knobs):
+    """Top ``k`` rows by ``q . x`` for each query: ``(D, I)`` like faiss (-inf / -1 padding).
+    ``knobs``: LanceDB's ``nprobes`` and ``refine_factor`` of a vector index (None: its
+    default)."""
     D = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
     I = np.full((queries.shape[0], k), -1, dtype=np.int64)
     for i, q in enumerate(queries):
-        found = (table.search(q).distance_type("dot").select(["id", "_distance"]).limit(k)
-                 .to_arrow())
+        query = table.search(q).distance_type("dot").select(["id", "_distance"]).limit(k)
+        for knob, value in knobs.items():
+            if value is not None:
+                query = getattr(query, knob)(value)
+        found = query.to_arrow()
         I[i, :found.num_rows] = found["id"].to_numpy()
         D[i, :found.num_rows] = 1 - found["_distance"].to_numpy()
     return D, I
@@ -64,6 +69,10 @@ class LanceStore:
 
     Build it with :meth:`create` (a new table) or :meth:`open` (one ``create`` made).
     """
+
+    #: LanceDB's search knobs of a vector index on the table (None: LanceDB's default)
+    nprobes = None
+    refine_factor = None
 
     def __init__(self, db, name, correction):
         self.db, self.name, self.correction = db, name, correction
@@ -136,7 +145,8 @@ class LanceStore:
     def search(self, queries, k):
         """``D, I``: the top ``k`` corrected rows by ``q . x'`` for each query, like faiss."""
         queries = as_float_matrix(queries, self.correction.d_, name="queries", allow_empty=True)
-        return _search(self.table, queries, check_positive_int(k, "k"))
+        return _search(self.table, queries, check_positive_int(k, "k"),
+                       {"nprobes": self.nprobes, "refine_factor": self.refine_factor})
 
 
 class LanceQuerySide(QuerySideSearch):
@@ -150,7 +160,13 @@ class LanceQuerySide(QuerySideSearch):
     query_correction : fitted :class:`invgc_faiss.QueryCorrection`
     rescore : fitted :class:`invgc_faiss.InvGC`, optional
     k_factor : int
+
+    ``nprobes`` and ``refine_factor`` (attributes, None by default) are passed to LanceDB's
+    searches where the table has a vector index.
     """
+
+    nprobes = None
+    refine_factor = None
 
     def __init__(self, db, name, query_correction, *, rescore=None, k_factor=DEFAULT_K_FACTOR):
         self.table = _table(db, name)
@@ -160,7 +176,8 @@ class LanceQuerySide(QuerySideSearch):
                     rescore, k_factor)
 
     def _top(self, queries, k):
-        return _search(self.table, queries, k)
+        return _search(self.table, queries, k,
+                       {"nprobes": self.nprobes, "refine_factor": self.refine_factor})
 
     def _vectors(self, ids):
         rows = (self.table.search().where(f"id IN ({', '.join(map(str, ids.tolist()))})")
