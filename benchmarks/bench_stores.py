@@ -142,7 +142,8 @@ def seconds(value):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("engines", nargs="*", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument("engines", nargs="*", choices=[[]] + list(ENGINES),
+                        help="default: all three")
     parser.add_argument("--n", type=int, default=200000)
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
@@ -154,7 +155,7 @@ def main():
     reference = exact_top(queries, correction.transform(gallery))
     print(f"{'engine':<9} {'route':<24} {'write s':>8} {'index s':>8} {'ms/query':>9} "
           f"{'top-10 agreement':>17}")
-    for engine in args.engines:
+    for engine in args.engines or list(ENGINES):
         with tempfile.TemporaryDirectory() as folder:
             rows, close = ENGINES[engine](folder, gallery, split.bank_queries, correction)
             try:

