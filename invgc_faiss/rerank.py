@@ -152,9 +152,9 @@ class InvGCRerankIndex(InvGCBase):
         return x, rows
 
     def search(self, x, k, *, params=None, D=None, I=None):
-        """``D, I = index.search(x, k)``: ``k_factor * max(k, 10)`` candidates (per list)
-        rescored with the current rates. Scores are ``q . x'`` (inner product) or ``||q - x'||^2`` (L2, ``x'``
-        unit)."""
+        """``D, I = index.search(x, k)``: ``k_factor * max(k, 10)`` candidates per list (raw:
+        ``k * k_factor``) rescored with the current rates. Scores are ``q . x'`` (inner
+        product) or ``||q - x'||^2`` (L2, ``x'`` unit)."""
         x = as_float_matrix(x, self.d, name="queries", allow_empty=True)
         k = check_positive_int(k, "k")
         n = x.shape[0]
