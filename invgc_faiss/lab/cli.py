@@ -33,7 +33,7 @@ REBALANCE_COLUMNS = ["setting", "method", "invgc", "qg_R@1", "qg_R@5", "qg_R@10"
                      "g_NDCG@20", "q_NDCG@50", "g_NDCG@50", "q_overlap@10", "g_overlap@10",
                      "lambda"]
 TABLE_COLUMNS = ["direction", "method", "R@1", "R@5", "R@10", "MdR", "MnR", "RSUM", "k_skewness",
-                 "antihub_rate", "mean_cos", "add_s", "search_s", "params"]
+                 "antihub_rate", "mean_cos", "nn_cos", "add_s", "search_s", "params"]
 
 
 def progress_bar(description):

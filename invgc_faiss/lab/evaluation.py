@@ -29,8 +29,9 @@ def evaluate_method(build, queries, gallery, truth=None):
     Returns
     -------
     dict with R@1, R@5, R@10, MdR, MnR (full ranks: the search covers the whole gallery),
-    k_skewness, robin_hood, hub_occurrence, antihub_rate (top-10), mean_cosine and
-    mean_nn_cosine of the stored gallery (degeneration), add_s, search_s, and
+    k_skewness, robin_hood, hub_occurrence, antihub_rate (top-10), mean_cos (mean pairwise
+    cosine) and nn_cos (mean nearest-neighbour cosine) of the stored gallery (degeneration),
+    add_s, search_s, and
     ``_k_occurrence`` (n,) int64, the top-10 occurrence counts (for plots; keys with a leading
     underscore are not saved)
     """
