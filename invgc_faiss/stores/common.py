@@ -6,6 +6,7 @@ import numpy as np
 
 from ..persistence import correction_from_bytes
 from ..rerank import MIN_CANDIDATES
+from ..streaming import transform_in_batches
 from ..validation import as_float_matrix, as_ids, check_positive_int
 
 
@@ -27,19 +28,26 @@ def saved_correction(data, d, where, device="cpu"):
     return correction
 
 
+class _Named:
+    """``correction`` whose ``transform`` names its input ``vectors`` in errors (validated once)."""
+
+    def __init__(self, correction):
+        self.correction = correction
+
+    def transform(self, batch):
+        return self.correction.correct(self.correction.check_input(batch, name="vectors"))[0]
+
+
 def corrected_rows(correction, vectors, ids, next_id, *, batch_size, progress):
     """``(corrected rows float32 (n, d), ids int64 (n,))`` of ``vectors`` (any array slicing into
-    batches), every row checked before anything is written; ``ids`` None: ``next_id ...``."""
-    batch_size = check_positive_int(batch_size, "batch_size")
+    batches; :func:`invgc_faiss.streaming.transform_in_batches`), every row checked before
+    anything is written; ``ids`` None: ``next_id ...``."""
     n = len(vectors)
     ids = as_ids(np.arange(next_id, next_id + n, dtype=np.int64) if ids is None else ids, n)
-    report = _progress(progress, n)
     corrected = np.empty((n, correction.d_), dtype=np.float32)
-    for lo in range(0, n, batch_size):
-        hi = min(n, lo + batch_size)
-        batch = correction.check_input(np.asarray(vectors[lo:hi]), name="vectors")
-        corrected[lo:hi] = correction.transform(batch)
-        report(hi - lo)
+    transform_in_batches(_Named(correction), vectors, corrected,
+                         batch_size=check_positive_int(batch_size, "batch_size"),
+                         progress=_progress(progress, n))
     return corrected, ids
 
 
@@ -65,17 +73,16 @@ def rescored(queries, candidates, ids, vectors, correction, k):
 
 
 def _progress(progress, total):
-    """A callable taking the rows done since the last call: ``progress(n, total)``, a tqdm bar
-    (``True``), or nothing."""
-    if progress is True:
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return lambda n: None
-        return tqdm(total=total, desc="correcting", unit="row").update
-    if progress is None or progress is False:
-        return lambda n: None
-    return lambda n: progress(n, total)
+    """``progress`` itself (callable(n_done_increment, total)), a tqdm bar for ``True``, or
+    None."""
+    if progress is not True:
+        return progress or None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=total, desc="correcting", unit="row")
+    return lambda n, _total: bar.update(n)
 
 
 class QuerySideSearch:
