@@ -16,7 +16,7 @@ ALIGNMENTS = {
     "identity": IdentityAlignment,
     "procrustes": ProcrustesAlignment,
     "lstsq": LeastSquaresAlignment,
-    "itc": lambda **kw: RebalancingAdapter(w_kd=0.0, w_rep=0.0, **kw),
+    "itc": lambda **kw: RebalancingAdapter(w_kd=0.0, w_within=0.0, w_rep=0.0, **kw),
     "rebalance": RebalancingAdapter,
 }
 

@@ -4,26 +4,30 @@ The maps are fitted post hoc on reference pairs of frozen embeddings (docs/scien
 
 Loss per mini-batch (:func:`invgc_faiss.rebalance.losses.rebalancing_loss`)::
 
-    L = ITC + w_kd (KD + KDI + KDT) + w_rep (IIC + TTC)
+    L = ITC + w_kd KD + w_within (KDT + KDI) + w_rep (IIC + TTC)
 
 with the structure target ``A = lam A_q + (1 - lam) A_g`` mixing the teachers' pairwise cosines,
-``lam = sigmoid(theta)`` learned from ``mixing`` (0.5 by default), or held at ``mixing`` with
-``learn_mixing=False``. Teachers default to the frozen embeddings
-themselves; stronger unimodal embeddings may be passed instead (any dimension: their cosines give
-``A``; for TTC/IIC they are projected into the d-dimensional space by a least-squares map fitted
-on the training pairs, then normalized). ``w_kd = w_rep = 0`` is the ITC-only adapter.
+``lam`` held at ``mixing`` (0.5) by default, or learned as ``sigmoid(theta)`` from ``mixing`` with
+``learn_mixing=True`` (the paper's choice; the stress study found no gain from learning it, see
+docs/results.md). Teachers default to the frozen embeddings themselves; independent unimodal
+embeddings may be passed instead (any dimension: their cosines give ``A``; for TTC/IIC they are
+projected into the d-dimensional space by a least-squares map fitted on the training pairs, then
+normalized). ``w_kd = w_within = w_rep = 0`` is the ITC-only adapter.
 
 Fitting: a seeded split holds out ``val_fraction`` of the pairs; mini-batch Adam on the rest, one
-shuffled pass per epoch; after each epoch the loss of the held-out pairs (fixed batches of
-``batch_size``) is measured, and fitting stops after ``patience`` epochs without improvement,
-keeping the best epoch's parameters. Everything is float64 numpy: the batch matrices are small
-(B x d and B x B), so no deep-learning framework is needed.
+shuffled pass per epoch. After each epoch the adapted held-out pairs are ranked against each other
+in both directions and fitting stops after ``patience`` epochs without a better held-out RSUM
+(R@1 + R@5 + R@10 of both directions; ties go to the lower held-out ITC loss), keeping the best
+epoch's parameters. The criterion holds no teacher term, so neither the teachers nor ``lam`` can
+lower it by themselves. Everything is float64 numpy: the batch matrices are small (B x d and
+B x B), so no deep-learning framework is needed.
 """
 import logging
 import sys
 
 import numpy as np
 
+from ..measures import hits
 from ..validation import as_float_matrix, check_positive_int
 from .alignment import Alignment, check_pairs
 from .losses import rebalancing_loss
@@ -69,7 +73,9 @@ class RebalancingAdapter(Alignment):
     rank : int
         Rank of the low-rank map.
     w_kd : float >= 0
-        Weight of the structure terms KD + KDI + KDT (0 with ``w_rep = 0``: ITC only).
+        Weight of the cross-side structure term KD.
+    w_within : float >= 0
+        Weight of the within-side structure terms KDT + KDI (all three weights 0: ITC only).
     w_rep : float >= 0
         Weight of the representation terms IIC + TTC.
     tau : float > 0
@@ -82,13 +88,14 @@ class RebalancingAdapter(Alignment):
     batch_size : int >= 2
     max_epochs : int
     patience : int
-        Epochs without a better held-out loss before stopping.
+        Epochs without a better held-out RSUM before stopping.
     val_fraction : float in (0, 1)
         Share of the pairs held out for early stopping.
     mixing : float
-        The teacher mixing weight ``lam`` at init: in (0, 1) when learned, in [0, 1] when fixed.
+        The teacher mixing weight ``lam`` (of the query-side teacher): in [0, 1] when fixed, the
+        start in (0, 1) when learned.
     learn_mixing : bool
-        Learn ``lam`` (the paper's choice) or hold it at ``mixing``.
+        Hold ``lam`` at ``mixing`` (default) or learn it (the paper's choice).
     seed : int
         Seeds the split, the shuffles and the low-rank init: equal seeds give equal adapters.
     progress : bool
@@ -101,18 +108,18 @@ class RebalancingAdapter(Alignment):
     lambda_ : float
         Teacher mixing weight of the query side at the best epoch.
     history_ : list of dict
-        Per epoch: ``epoch``, ``train_loss`` (mean over its batches), ``val_loss``, and the
-        held-out unweighted terms.
+        Per epoch: ``epoch``, ``train_loss`` (mean over its batches), ``val_rsum`` (the stopping
+        criterion), ``val_loss`` and the held-out unweighted terms.
     best_epoch_ : int
     """
 
     name = "rebalance"
 
-    def __init__(self, *, kind="linear", rank=64, w_kd=1.0, w_rep=1.0, tau=0.07, tau2=1.0,
-                 lr=1e-3, batch_size=256, max_epochs=100, patience=5, val_fraction=0.1,
-                 mixing=0.5, learn_mixing=True, seed=0, progress=False):
+    def __init__(self, *, kind="linear", rank=64, w_kd=1.0, w_within=1.0, w_rep=1.0, tau=0.07,
+                 tau2=1.0, lr=1e-3, batch_size=256, max_epochs=100, patience=5, val_fraction=0.1,
+                 mixing=0.5, learn_mixing=False, seed=0, progress=False):
         self.kind, self.rank = kind, rank
-        self.w_kd, self.w_rep, self.tau, self.tau2 = w_kd, w_rep, tau, tau2
+        self.w_kd, self.w_within, self.w_rep, self.tau, self.tau2 = w_kd, w_within, w_rep, tau, tau2
         self.lr, self.batch_size, self.max_epochs, self.patience = lr, batch_size, max_epochs, patience
         self.val_fraction, self.seed, self.progress = val_fraction, seed, progress
         self.mixing, self.learn_mixing = mixing, learn_mixing
@@ -120,12 +127,12 @@ class RebalancingAdapter(Alignment):
     def get_params(self):
         """The constructor parameters (saved with an index)."""
         return {k: getattr(self, k) for k in (
-            "kind", "rank", "w_kd", "w_rep", "tau", "tau2", "lr", "batch_size", "max_epochs",
+            "kind", "rank", "w_kd", "w_within", "w_rep", "tau", "tau2", "lr", "batch_size", "max_epochs",
             "patience", "val_fraction", "mixing", "learn_mixing", "seed")}
 
     def _check_params(self):
         maps = side_map(self.kind, check_positive_int(self.rank, "rank"))
-        for name in ("w_kd", "w_rep"):
+        for name in ("w_kd", "w_within", "w_rep"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("tau", "tau2", "lr"):
@@ -177,7 +184,7 @@ class RebalancingAdapter(Alignment):
             params.update({f"{side}.{k}": p for k, p in maps.init_params(d, rng).items()})
         optimiser = Adam(params if self.learn_mixing else
                          {k: p for k, p in params.items() if k != "theta"}, lr=self.lr)
-        best = (np.inf, {k: p.copy() for k, p in params.items()}, 0)
+        best = ((-np.inf, -np.inf), {k: p.copy() for k, p in params.items()}, 0)
         val_batches = [b for b in np.array_split(val_rows, range(self.batch_size, n_val,
                                                                  self.batch_size)) if b.size >= 2]
         self.history_, wait = [], 0
@@ -185,15 +192,17 @@ class RebalancingAdapter(Alignment):
         for epoch in range(1, self.max_epochs + 1):
             train_loss = self._train_epoch(maps, params, optimiser, data, rng.permutation(train_rows))
             record = {"epoch": epoch, "train_loss": train_loss,
+                      "val_rsum": self._held_out_rsum(maps, params, data, val_rows),
                       **self._held_out(maps, params, data, val_batches)}
             self.history_.append(record)
-            logger.info("epoch %d: train %.4f, held-out %.4f", epoch, train_loss,
-                        record["val_loss"])
+            logger.info("epoch %d: train %.4f, held-out RSUM %.2f", epoch, train_loss,
+                        record["val_rsum"])
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(val_loss=f"{record['val_loss']:.4f}")
-            if record["val_loss"] < best[0] - 1e-6:
-                best, wait = (record["val_loss"], {k: p.copy() for k, p in params.items()}, epoch), 0
+                bar.set_postfix(val_rsum=f"{record['val_rsum']:.2f}")
+            score = (record["val_rsum"], -record["ITC"])
+            if score[0] > best[0][0] or (score[0] == best[0][0] and score[1] > best[0][1] + 1e-6):
+                best, wait = (score, {k: p.copy() for k, p in params.items()}, epoch), 0
             else:
                 wait += 1
                 if wait >= self.patience:
@@ -220,6 +229,19 @@ class RebalancingAdapter(Alignment):
             losses.append(loss)
         return float(np.mean(losses))
 
+    def _held_out_rsum(self, maps, params, data, rows, block=1024):
+        """Held-out RSUM: the adapted held-out pairs ranked against each other, both directions
+        (R@1 + R@5 + R@10 twice, percent), ``block`` rows of scores at a time."""
+        u = maps.forward(self._side(params, "query"), data[0][rows])[0]
+        v = maps.forward(self._side(params, "gallery"), data[1][rows])[0]
+        total = 0.0
+        for a, b in ((u, v), (v, u)):
+            for start in range(0, rows.size, block):
+                scores = a[start:start + block] @ b.T
+                own = scores[np.arange(scores.shape[0]), np.arange(start, start + scores.shape[0])]
+                total += hits(1 + (scores > own[:, None]).sum(axis=1)).sum()
+        return float(total / rows.size)
+
     def _held_out(self, maps, params, data, batches):
         """``val_loss`` and the unweighted terms on the held-out batches, size-weighted means."""
         results = [self._loss_and_grads(maps, params, data, b, gradients=False) for b in batches]
@@ -242,7 +264,7 @@ class RebalancingAdapter(Alignment):
         v, cache_g = maps.forward(pg, g)
         loss, terms, grad_u, grad_v, grad_theta = rebalancing_loss(
             u, v, teacher_q, teacher_g, proj_q, proj_g, float(params["theta"]),
-            w_kd=self.w_kd, w_rep=self.w_rep, tau=self.tau, tau2=self.tau2)
+            w_kd=self.w_kd, w_within=self.w_within, w_rep=self.w_rep, tau=self.tau, tau2=self.tau2)
         if not gradients:
             return loss, terms, None
         grads = {"theta": np.asarray(grad_theta)}

@@ -19,9 +19,10 @@ Notation for one batch of ``B`` reference pairs: ``u`` (B, d) are the adapted qu
   ``A_q`` and ``A_g`` are the teachers' pairwise cosine matrices over the batch. The gradient of
   ``|.|`` is taken as ``sign(.)`` (0 at 0).
 
-* The total, with weights ``w_kd`` and ``w_rep``::
+* The total, with weights ``w_kd`` (cross-side structure), ``w_within`` (within-side structure)
+  and ``w_rep`` (representation)::
 
-      L = ITC + w_kd (KD + KDI + KDT) + w_rep (IIC + TTC)
+      L = ITC + w_kd KD + w_within (KDT + KDI) + w_rep (IIC + TTC)
 
 Every function returns the loss and its gradients; ``tests/rebalance/test_losses.py`` checks each
 against central finite differences.
@@ -105,25 +106,34 @@ def similarity_l1(a, b, target, tau2):
     return loss, g @ b / tau2, g.T @ a / tau2, -g
 
 
-def structure_terms(u, v, target, tau2):
-    """KD (cross-side), KDT (query side), KDI (gallery side) against ``target`` (B, B).
+def structure_terms(u, v, target, tau2, w_kd=1.0, w_within=1.0):
+    """KD (cross-side), KDT (query side), KDI (gallery side) against ``target`` (B, B); a term
+    whose weight is 0 is neither computed nor returned.
 
     Returns
     -------
-    losses : dict with keys ``"KD"``, ``"KDT"``, ``"KDI"``
-    grad_u, grad_v : ndarray of shape (B, d), gradients of their sum
-    grad_target : ndarray of shape (B, B), gradient of their sum
+    losses : dict with keys among ``"KD"``, ``"KDT"``, ``"KDI"`` (unweighted)
+    grad_u, grad_v : ndarray of shape (B, d), gradients of ``w_kd KD + w_within (KDT + KDI)``
+    grad_target : ndarray of shape (B, B), gradient of the same weighted sum
     """
-    kd, kd_u, kd_v, kd_t = similarity_l1(u, v, target, tau2)
-    kdt, kdt_a, kdt_b, kdt_t = similarity_l1(u, u, target, tau2)
-    kdi, kdi_a, kdi_b, kdi_t = similarity_l1(v, v, target, tau2)
-    return ({"KD": kd, "KDT": kdt, "KDI": kdi}, kd_u + kdt_a + kdt_b, kd_v + kdi_a + kdi_b,
-            kd_t + kdt_t + kdi_t)
+    losses = {}
+    grad_u, grad_v, grad_t = np.zeros_like(u), np.zeros_like(v), np.zeros_like(target)
+    if w_kd:
+        losses["KD"], gu, gv, gt = similarity_l1(u, v, target, tau2)
+        grad_u += w_kd * gu
+        grad_v += w_kd * gv
+        grad_t += w_kd * gt
+    if w_within:
+        for name, side, grad in (("KDT", u, grad_u), ("KDI", v, grad_v)):
+            losses[name], ga, gb, gt = similarity_l1(side, side, target, tau2)
+            grad += w_within * (ga + gb)
+            grad_t += w_within * gt
+    return losses, grad_u, grad_v, grad_t
 
 
 def rebalancing_loss(u, v, teacher_q, teacher_g, proj_teacher_q, proj_teacher_g, theta, *,
-                     w_kd, w_rep, tau, tau2):
-    """Total loss ``ITC + w_kd (KD + KDI + KDT) + w_rep (IIC + TTC)`` of one batch.
+                     w_kd, w_rep, tau, tau2, w_within=None):
+    """Total loss ``ITC + w_kd KD + w_within (KDT + KDI) + w_rep (IIC + TTC)`` of one batch.
 
     Parameters
     ----------
@@ -134,6 +144,7 @@ def rebalancing_loss(u, v, teacher_q, teacher_g, proj_teacher_q, proj_teacher_g,
         adapted space (unit rows), for TTC and IIC
     theta : float, the mixing logit (``lam = sigmoid(theta)``)
     w_kd, w_rep, tau, tau2 : float
+    w_within : float, optional (default ``w_kd``)
 
     Returns
     -------
@@ -143,16 +154,18 @@ def rebalancing_loss(u, v, teacher_q, teacher_g, proj_teacher_q, proj_teacher_g,
     grad_u, grad_v : ndarray of shape (B, d)
     grad_theta : float
     """
+    w_within = w_kd if w_within is None else w_within
     itc, grad_u, grad_v = info_nce(u, v, tau)
     terms, loss, grad_theta = {"ITC": itc}, itc, 0.0
-    if w_kd:
+    if w_kd or w_within:
         target, da_dtheta = teacher_mixture(teacher_q, teacher_g, theta)
-        structure, gu, gv, g_target = structure_terms(u, v, target, tau2)
+        structure, gu, gv, g_target = structure_terms(u, v, target, tau2, w_kd, w_within)
         terms.update(structure)
-        loss += w_kd * sum(structure.values())
-        grad_u += w_kd * gu
-        grad_v += w_kd * gv
-        grad_theta = w_kd * float((g_target * da_dtheta).sum())
+        loss += w_kd * structure.get("KD", 0.0) + w_within * (
+            structure.get("KDT", 0.0) + structure.get("KDI", 0.0))
+        grad_u += gu
+        grad_v += gv
+        grad_theta = float((g_target * da_dtheta).sum())
     if w_rep:
         ttc, gu, _ = info_nce(u, proj_teacher_q, tau)
         iic, gv, _ = info_nce(v, proj_teacher_g, tau)

@@ -108,20 +108,24 @@ def test_structure_terms_sum_gradients(batch):
     np.testing.assert_allclose(grad_target, numeric_grad(total, target), atol=1e-7)
 
 
-@pytest.mark.parametrize("w_kd,w_rep", [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (2.0, 0.5)])
-def test_total_loss_gradients(batch, w_kd, w_rep):
+@pytest.mark.parametrize("w_kd,w_within,w_rep", [
+    (0.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 0.0, 1.0), (2.0, 2.0, 0.5), (2.0, 0.0, 1.0),
+    (0.0, 1.5, 1.0), (2.0, 1.0, 1.0)])
+def test_total_loss_gradients(batch, w_kd, w_within, w_rep):
     u, v, theta = batch["u"].copy(), batch["v"].copy(), np.array(-0.4)
+    weights = dict(w_kd=w_kd, w_within=w_within, w_rep=w_rep, tau=0.07, tau2=1.0)
 
     def value():
         return losses.rebalancing_loss(u, v, batch["tq"], batch["tg"], batch["pq"], batch["pg"],
-                                       float(theta), w_kd=w_kd, w_rep=w_rep, tau=0.07, tau2=1.0)[0]
+                                       float(theta), **weights)[0]
 
     loss, terms, grad_u, grad_v, grad_theta = losses.rebalancing_loss(
-        u, v, batch["tq"], batch["tg"], batch["pq"], batch["pg"], float(theta), w_kd=w_kd,
-        w_rep=w_rep, tau=0.07, tau2=1.0)
-    expected = terms["ITC"] + w_kd * sum(terms.get(k, 0) for k in ("KD", "KDT", "KDI")) + w_rep * sum(
-        terms.get(k, 0) for k in ("IIC", "TTC"))
+        u, v, batch["tq"], batch["tg"], batch["pq"], batch["pg"], float(theta), **weights)
+    expected = (terms["ITC"] + w_kd * terms.get("KD", 0) + w_within * sum(
+        terms.get(k, 0) for k in ("KDT", "KDI")) + w_rep * sum(terms.get(k, 0) for k in ("IIC", "TTC")))
     assert loss == pytest.approx(expected)
+    # a term with weight 0 is not computed
+    assert ("KD" in terms) == bool(w_kd) and ("KDT" in terms) == ("KDI" in terms) == bool(w_within)
     np.testing.assert_allclose(grad_u, numeric_grad(value, u), atol=1e-5)
     np.testing.assert_allclose(grad_v, numeric_grad(value, v), atol=1e-5)
     assert grad_theta == pytest.approx(float(numeric_grad(value, theta)), abs=1e-6)
