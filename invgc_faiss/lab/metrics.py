@@ -131,38 +131,45 @@ def self_neighbours(x, k):
     return I[not_self].reshape(n, k)
 
 
-def ndcg(I, relevance, ks=(10, 20, 50)):
-    """Mean NDCG@k of ranked lists against graded relevance, the query itself excluded.
+def ndcg_rows(I, relevance, k):
+    """NDCG@k of each ranked list against graded relevance, the query itself excluded.
 
     ``DCG@k(i) = sum_{r=1..k} relevance[i, I[i, r-1]] / log2(r + 1)``, and ``IDCG@k(i)`` is the
-    same sum over row i's ``k`` largest relevances among the other items. Rows whose IDCG is 0
-    (nothing relevant) are left out of the mean.
+    same sum over row i's ``k`` largest relevances among the other items.
 
     Parameters
     ----------
-    I : ndarray of shape (n, >= max(ks)), int64, retrieved item numbers per query (no self)
+    I : ndarray of shape (n, >= k), int64, retrieved item numbers per query (no self)
     relevance : ndarray of shape (n, n), graded relevance of item j to query i, >= 0
-    ks : sequence of int
+    k : int
 
     Returns
     -------
-    dict ``{"NDCG@k": percent}``
+    ndarray of shape (n,), float64, percent; NaN where IDCG is 0 (nothing relevant)
     """
-    n, kmax = relevance.shape[0], max(ks)
-    if relevance.shape != (n, n) or I.shape[0] != n or I.shape[1] < kmax:
-        raise ValueError(f"need relevance (n, n) and I (n, >= {kmax}), got {relevance.shape} and "
+    n = relevance.shape[0]
+    if relevance.shape != (n, n) or I.shape[0] != n or I.shape[1] < k:
+        raise ValueError(f"need relevance (n, n) and I (n, >= {k}), got {relevance.shape} and "
                          f"{I.shape}")
     others = relevance.astype(np.float64, copy=True)
     np.fill_diagonal(others, -np.inf)
-    ideal = -np.sort(-others, axis=1)[:, :kmax]
+    ideal = -np.sort(-others, axis=1)[:, :k]
     ideal[~np.isfinite(ideal)] = 0.0
-    gained = np.take_along_axis(relevance.astype(np.float64), I[:, :kmax], axis=1)
-    discount = 1.0 / np.log2(np.arange(2, kmax + 2))
+    gained = np.take_along_axis(relevance.astype(np.float64), I[:, :k], axis=1)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg, idcg = gained @ discount, ideal @ discount
+    out = np.full(n, np.nan)
+    np.divide(100.0 * dcg, idcg, out=out, where=idcg > 0)
+    return out
+
+
+def ndcg(I, relevance, ks=(10, 20, 50)):
+    """Mean NDCG@k (percent) of :func:`ndcg_rows` for each k, rows with nothing relevant left
+    out: dict ``{"NDCG@k": percent}``."""
     out = {}
     for k in ks:
-        dcg, idcg = gained[:, :k] @ discount[:k], ideal[:, :k] @ discount[:k]
-        keep = idcg > 0
-        out[f"NDCG@{k}"] = 100.0 * float(np.mean(dcg[keep] / idcg[keep])) if keep.any() else 0.0
+        rows = ndcg_rows(I, relevance, k)
+        out[f"NDCG@{k}"] = float(np.nanmean(rows)) if np.isfinite(rows).any() else 0.0
     return out
 
 

