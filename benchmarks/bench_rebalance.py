@@ -24,7 +24,7 @@ from invgc_faiss.lab.datasets import load_bible_split  # noqa: E402
 from invgc_faiss.rebalance import RebalancingAdapter  # noqa: E402
 
 VARIANTS = {
-    "itc linear": dict(w_kd=0.0, w_rep=0.0),
+    "itc linear": dict(w_kd=0.0, w_within=0.0, w_rep=0.0),
     "rebalance linear": dict(),
     "rebalance lowrank r=64": dict(kind="lowrank", rank=64),
 }

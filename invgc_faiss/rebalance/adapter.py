@@ -116,7 +116,7 @@ class RebalancingAdapter(Alignment):
     name = "rebalance"
 
     def __init__(self, *, kind="linear", rank=64, w_kd=1.0, w_within=1.0, w_rep=1.0, tau=0.07,
-                 tau2=1.0, lr=1e-3, batch_size=256, max_epochs=100, patience=5, val_fraction=0.1,
+                 tau2=1.0, lr=1e-4, batch_size=256, max_epochs=100, patience=5, val_fraction=0.1,
                  mixing=0.5, learn_mixing=False, seed=0, progress=False):
         self.kind, self.rank = kind, rank
         self.w_kd, self.w_within, self.w_rep, self.tau, self.tau2 = w_kd, w_within, w_rep, tau, tau2
