@@ -131,7 +131,7 @@ def self_neighbours(x, k):
     return I[not_self].reshape(n, k)
 
 
-def ndcg_rows(I, relevance, k):
+def ndcg_rows(I, relevance, ks=(10, 20, 50)):
     """NDCG@k of each ranked list against graded relevance, the query itself excluded.
 
     ``DCG@k(i) = sum_{r=1..k} relevance[i, I[i, r-1]] / log2(r + 1)``, and ``IDCG@k(i)`` is the
@@ -139,38 +139,41 @@ def ndcg_rows(I, relevance, k):
 
     Parameters
     ----------
-    I : ndarray of shape (n, >= k), int64, retrieved item numbers per query (no self)
+    I : ndarray of shape (n, >= max(ks)), int64, retrieved item numbers per query (no self)
     relevance : ndarray of shape (n, n), graded relevance of item j to query i, >= 0
-    k : int
+    ks : sequence of int
 
     Returns
     -------
-    ndarray of shape (n,), float64, percent; NaN where IDCG is 0 (nothing relevant)
+    dict ``{"NDCG@k": ndarray (n,)}``, float64 percent; NaN where IDCG is 0 (nothing relevant)
     """
-    n = relevance.shape[0]
-    if relevance.shape != (n, n) or I.shape[0] != n or I.shape[1] < k:
-        raise ValueError(f"need relevance (n, n) and I (n, >= {k}), got {relevance.shape} and "
+    n, kmax = relevance.shape[0], max(ks)
+    if relevance.shape != (n, n) or I.shape[0] != n or I.shape[1] < kmax:
+        raise ValueError(f"need relevance (n, n) and I (n, >= {kmax}), got {relevance.shape} and "
                          f"{I.shape}")
     others = relevance.astype(np.float64, copy=True)
     np.fill_diagonal(others, -np.inf)
-    ideal = -np.sort(-others, axis=1)[:, :k]
+    ideal = -np.sort(-others, axis=1)[:, :kmax]
     ideal[~np.isfinite(ideal)] = 0.0
-    gained = np.take_along_axis(relevance.astype(np.float64), I[:, :k], axis=1)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg, idcg = gained @ discount, ideal @ discount
-    out = np.full(n, np.nan)
-    np.divide(100.0 * dcg, idcg, out=out, where=idcg > 0)
+    gained = np.take_along_axis(relevance.astype(np.float64), I[:, :kmax], axis=1)
+    discount = 1.0 / np.log2(np.arange(2, kmax + 2))
+    out = {}
+    for k in ks:
+        dcg, idcg = gained[:, :k] @ discount[:k], ideal[:, :k] @ discount[:k]
+        out[f"NDCG@{k}"] = np.full(n, np.nan)
+        np.divide(100.0 * dcg, idcg, out=out[f"NDCG@{k}"], where=idcg > 0)
     return out
 
 
 def ndcg(I, relevance, ks=(10, 20, 50)):
     """Mean NDCG@k (percent) of :func:`ndcg_rows` for each k, rows with nothing relevant left
     out: dict ``{"NDCG@k": percent}``."""
-    out = {}
-    for k in ks:
-        rows = ndcg_rows(I, relevance, k)
-        out[f"NDCG@{k}"] = float(np.nanmean(rows)) if np.isfinite(rows).any() else 0.0
-    return out
+    return mean_ndcg(ndcg_rows(I, relevance, ks))
+
+
+def mean_ndcg(rows):
+    """``{"NDCG@k": percent}`` from :func:`ndcg_rows`' per-row values (0 where none is defined)."""
+    return {name: float(np.nanmean(v)) if np.isfinite(v).any() else 0.0 for name, v in rows.items()}
 
 
 def neighbour_overlap(I, J, k=10):

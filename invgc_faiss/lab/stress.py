@@ -52,7 +52,8 @@ SIDE_ARRAYS = {"query": ("queries", "bank_queries", "tune_queries", "tune_bank_q
 class Variant:
     """One row kind of the stress table: how to build the alignment, which teachers it is fitted
     with (``"independent"``, ``"input"``, or None for alignments without teachers), and whether
-    InvGC (library defaults) goes on top. Variants sharing ``fit_key`` share one fitted alignment."""
+    InvGC (library defaults) goes on top. Variants sharing ``fit_key`` share one fitted
+    alignment."""
 
     alignment: object
     teachers: str = None
@@ -149,9 +150,10 @@ def _cross_side(alignment, queries, gallery, banks, with_invgc):
 def _single_side(stored, relevance, teacher_neighbours):
     """Single-side measures of stored unit rows, and their per-row NDCG@10."""
     I = metrics.self_neighbours(stored, max(NDCG_KS))
-    out = metrics.ndcg(I, relevance, NDCG_KS)
+    rows = metrics.ndcg_rows(I, relevance, NDCG_KS)
+    out = metrics.mean_ndcg(rows)
     out[f"overlap@{OVERLAP_K}"] = metrics.neighbour_overlap(I, teacher_neighbours, OVERLAP_K)
-    return out, metrics.ndcg_rows(I, relevance, 10)
+    return out, rows["NDCG@10"]
 
 
 def evaluate_variant(alignment, variant, split, relevance, clean_neighbours):
