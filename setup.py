@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="invgc-faiss",
-    version="0.5.0",
+    version="0.5.1",
     description="Drop-in FAISS indexes that apply InvGC (inverse graph convolution) to the gallery at add() time",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -12,6 +12,9 @@ setup(
         "faiss-cpu>=1.8.0",
         "numpy>=1.24",
         "numba>=0.59",
+        # one BLAS thread per row block, so a row's correction is the same on any thread count
+        # (invgc_faiss/row_blocks.py; ThreadpoolController.limit needs 3.0)
+        "threadpoolctl>=3.0",
     ],
     extras_require={
         "test": ["pytest>=7.4", "hypothesis>=6.90"],

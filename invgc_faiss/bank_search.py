@@ -1,10 +1,10 @@
 """Top-k neighbour search of gallery vectors into a reference bank: exact, or by a faiss index.
 
 Exact search (the default, an ``IndexFlatIP`` bank index) is :func:`exact_top_k`: the
-similarities by one BLAS product per block of rows, then each row's k largest by an O(M)
-selection, no k-heap (1.6-3.3x faster than ``IndexFlatIP.search`` with the same gather after it,
-on banks of 2k-100k rows at pools 0.001-0.2: ``benchmarks/dense_crossover.py``). Any faiss index with
-``METRIC_INNER_PRODUCT`` over the bank rows may replace it (IVF, HNSW, PQ: an approximate search
+similarities by one BLAS product per row block (:mod:`invgc_faiss.row_blocks`), then each row's k
+largest by an O(M) selection, no k-heap (1.6-3.3x faster than ``IndexFlatIP.search`` with the
+same gather after it, on banks of 2k-100k rows at pools 0.001-0.2:
+``benchmarks/dense_crossover.py``). Any faiss index with ``METRIC_INNER_PRODUCT`` over the bank rows may replace it (IVF, HNSW, PQ: an approximate search
 trades bank-top-k recall for speed; ``sims, nbrs = bank_index.search(x, k)``, ``nbrs == -1``
 where it finds fewer than ``k``; its accuracy knobs -- ``nprobe``, ``efSearch`` -- are set on
 that index as usual in faiss). The spec ``"Proj{m}"`` builds a
@@ -16,57 +16,23 @@ import time
 import faiss
 import numpy as np
 
-from . import kernels, projected_bank
-
-#: Exact search's similarity blocks hold at most this many bytes (rows x M float32)
-EXACT_BLOCK_BYTES = 64 << 20
-#: Fewest multiply-adds one BLAS product of exact search gets: a smaller one is padded with zero
-#: rows. BLAS computes a small product (or one row, as a matrix-vector product) with other code
-#: that rounds otherwise, and a row's similarities would depend on the batch it came in.
-MIN_GEMM = 1 << 22
+from . import kernels, projected_bank, row_blocks
 
 
-def block_rows(bank):
-    """Rows per block of exact search into ``bank`` (M, d): at least :func:`min_rows`, and as
-    many as fit in ``EXACT_BLOCK_BYTES`` of similarities."""
-    return max(min_rows(bank), EXACT_BLOCK_BYTES // (4 * bank.shape[0]))
-
-
-def min_rows(bank):
-    """Fewest rows a product with ``bank`` is given (see ``MIN_GEMM``; at least 2)."""
-    return max(2, -(-MIN_GEMM // bank.size))
-
-
-def similarities(x, bank):
-    """``x @ bank.T`` (n, M) float32 by BLAS, through a product of at least :func:`min_rows`
-    rows (zero rows appended, returned too: the result has ``max(n, min_rows)`` rows)."""
-    missing = min_rows(bank) - x.shape[0]
-    if missing > 0:
-        x = np.concatenate([x, np.zeros((missing, x.shape[1]), dtype=np.float32)])
-    return x @ bank.T
-
-
-def similarity_blocks(x, bank):
-    """``(start, stop, scores)`` for each block of :func:`block_rows` rows of ``x``: ``scores``
-    holds the similarities of rows ``start:stop`` first, then those of any zero rows
-    :func:`similarities` appended."""
-    rows = block_rows(bank)
-    for start in range(0, x.shape[0], rows):
-        stop = min(x.shape[0], start + rows)
-        yield start, stop, similarities(x[start:stop], bank)
-
-
-def exact_top_k(x, bank, k):
+def exact_top_k(x, bank, k, start=0):
     """Each row's exact top-k bank rows by BLAS similarities and an O(M) selection.
 
     Exactly ``k`` neighbours per row; ties at rank k go to the lowest bank rows
-    (:func:`invgc_faiss.kernels.top_k_of_rows`). A row's result does not depend on the batch.
+    (:func:`invgc_faiss.kernels.top_k_of_rows`). The similarities come from one BLAS product per
+    row block on the grid of :mod:`invgc_faiss.row_blocks`, so a row's result depends on its grid
+    position ``start + i``, never on the rest of its batch.
 
     Parameters
     ----------
     x : ndarray of shape (n, d), float32
     bank : ndarray of shape (M, d), float32
     k : int, 1 <= k <= M
+    start : int, the grid position of ``x[0]``
 
     Returns
     -------
@@ -74,11 +40,17 @@ def exact_top_k(x, bank, k):
     nbrs : ndarray of shape (n, k), int64, bank rows in ascending order
     """
     n = x.shape[0]
-    sims = np.empty((n, k), dtype=np.float32)
-    nbrs = np.empty((n, k), dtype=np.int64)
-    for start, stop, scores in similarity_blocks(x, bank):
-        kernels.top_k_of_rows(scores[:stop - start], k, sims[start:stop], nbrs[start:stop])
-    return sims, nbrs
+    rows = row_blocks.block_rows(bank.shape[0])
+
+    def work(block):
+        sims = np.empty((rows, k), dtype=np.float32)
+        nbrs = np.empty((rows, k), dtype=np.int64)
+        kernels.top_k_of_rows(block @ bank.T, k, sims, nbrs)
+        return sims, nbrs
+
+    outputs = np.empty((n, k), dtype=np.float32), np.empty((n, k), dtype=np.int64)
+    row_blocks.map_blocks(x, start, rows, work, outputs)
+    return outputs
 
 
 def is_exact(bank_index):

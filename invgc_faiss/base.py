@@ -192,16 +192,18 @@ class InvGCBase(faiss.IndexIDMap2):
 
     # ---- adding ----------------------------------------------------------------------------
 
-    def _gallery_rows(self, x):
-        """Validated gallery rows as this index's correction sees them."""
+    def _gallery_rows(self, x, start=0):
+        """Validated gallery rows as this index's correction sees them (the first at gallery
+        position ``start``)."""
         return x
 
     def _vectors(self, x):
         """What the inner index stores (and trains on) for rows from :meth:`_gallery_rows`."""
         raise NotImplementedError
 
-    def _prepare_rows(self, x):
-        """The vectors for the inner index and the item-table rows of validated rows ``x``."""
+    def _prepare_rows(self, x, start):
+        """The vectors for the inner index and the item-table rows of validated rows ``x``, the
+        first at gallery position ``start`` (:meth:`invgc_faiss.InvGC.transform`)."""
         raise NotImplementedError
 
     def train(self, x):
@@ -234,7 +236,7 @@ class InvGCBase(faiss.IndexIDMap2):
         lock; the commit under it changes state only once everything succeeded."""
         if x.shape[0] == 0:  # an empty batch is a no-op, as in faiss
             return
-        vectors, rows = self._prepare_rows(x)
+        vectors, rows = self._prepare_rows(x, self.ntotal)
         sequential = ids is None
         with self._lock.writing():
             if self.sequential_ids is (not sequential):

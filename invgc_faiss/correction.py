@@ -14,7 +14,7 @@ from . import banks, checks, gpu
 from .offsets import VARIANTS, FullOffset, LocalAdjOffset, correct_rows
 from .rates import Rates
 from .validation import (as_float_matrix, as_unit_rows, check_pool_rate, check_positive_int,
-                         warn_caller)
+                         check_start, warn_caller)
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +171,16 @@ class InvGC:
         x = as_float_matrix(x, self.d_, name=name, allow_empty=allow_empty)
         return as_unit_rows(x, name=name, normalize=self.normalize_input)
 
-    def transform(self, x):
-        """Validate ``x`` (n, d) and return its corrected rows, float32 (n, d)."""
-        return self.correct(self.check_input(x))[0]
+    def transform(self, x, start=0):
+        """Validate ``x`` (n, d) and return its corrected rows, float32 (n, d).
 
-    def correct(self, x):
+        ``start``: the position of ``x[0]`` in the gallery. A row's correction is the same bit
+        for bit whatever batch it comes in when each batch passes the position of its first row
+        (the indexes, :func:`invgc_faiss.transform_in_batches` and the Dask build do); without
+        it, within float32 rounding (docs/reproducibility.md)."""
+        return self.correct(self.check_input(x), start)[0]
+
+    def correct(self, x, start=0):
         """Corrected vectors and per-bank degrees of validated rows (see :meth:`check_input`).
 
         Only the banks that enter the combination are searched (:meth:`Rates.active`); an
@@ -184,6 +189,7 @@ class InvGC:
         Parameters
         ----------
         x : ndarray of shape (n, d), float32, unit rows
+        start : int >= 0, the position of ``x[0]`` in the gallery (:meth:`transform`)
 
         Returns
         -------
@@ -195,12 +201,13 @@ class InvGC:
         active = self.rates_.active(self.bank_names_)
         corrected, used = correct_rows(
             x, [self.offsets_[b] for b in active], self.rates_,
-            [self.bank_names_[b] for b in active], self.batch_size, on_found=self._on_found)
+            [self.bank_names_[b] for b in active], self.batch_size, on_found=self._on_found,
+            start=check_start(start))
         degrees = np.full((x.shape[0], len(self.offsets_)), np.nan, dtype=np.float32)
         degrees[:, active] = used
         return corrected, degrees
 
-    def offsets(self, x, banks=None):
+    def offsets(self, x, banks=None, start=0):
         """Per-bank subtractive offsets and degrees of validated rows, independent of the rates.
 
         Parameters
@@ -208,6 +215,7 @@ class InvGC:
         x : ndarray of shape (n, d), float32, unit rows
         banks : list of int, optional
             Which banks (positions in ``bank_names_``); default all.
+        start : int >= 0, the position of ``x[0]`` in the gallery (:meth:`transform`)
 
         Returns
         -------
@@ -220,7 +228,7 @@ class InvGC:
         offsets = np.empty((len(banks), n, d), dtype=np.float32)
         degrees = np.empty((len(banks), n), dtype=np.float32)
         for slot, b in enumerate(banks):
-            found = self.offsets_[b](x, offsets[slot], degrees[slot])
+            found = self.offsets_[b](x, offsets[slot], degrees[slot], check_start(start))
             if found is not None:
                 self._on_found(found, self.offsets_[b], self.bank_names_[b])
         return offsets, degrees

@@ -32,7 +32,7 @@ def _correct_chunk(payload, chunk, start):
         path, begin, end = chunk
         chunk = np.load(path, mmap_mode="r")[begin:end]
     x = correction.check_input(chunk, name=f"chunk at row {start}")
-    corrected, degrees = correction.correct(x)
+    corrected, degrees = correction.correct(x, start)
     shard = faiss.deserialize_index(inner_bytes)
     if faiss.try_extract_index_ivf(shard) is not None:
         shard.add_with_ids(corrected, np.arange(start, start + len(x), dtype=np.int64))

@@ -72,16 +72,16 @@ class InvGCIndex(InvGCBase):
         super().__init__(inner, correction, given=index, keep_originals=keep_originals)
         self.alignment = alignment
 
-    def _gallery_rows(self, x):
+    def _gallery_rows(self, x, start=0):
         """Validated gallery rows mapped by the alignment's gallery side (as given without one)."""
-        return x if self.alignment is None else self.alignment.transform_gallery(x)
+        return x if self.alignment is None else self.alignment.transform_gallery(x, start)
 
     def _vectors(self, x):
         return self.correction.correct(x)[0]
 
-    def _prepare_rows(self, x):
+    def _prepare_rows(self, x, start):
         """The corrected vectors, and the degrees (and originals, if kept) for the table."""
-        corrected, degrees = self.correction.correct(self._gallery_rows(x))
+        corrected, degrees = self.correction.correct(self._gallery_rows(x, start), start)
         rows = {"degrees": degrees}
         if self.keep_originals:
             rows["originals"] = x

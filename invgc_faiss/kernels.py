@@ -175,9 +175,12 @@ def _kth_largest(row, k, counts, candidates):
     return kth, greater, equal
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
 def top_k_of_rows(scores, k, sims, nbrs):
     """Each row's ``k`` largest entries, in column order: an exact top-k in O(m) per row.
+
+    Serial and ``nogil``: it runs once per row block, blocks side by side
+    (:func:`invgc_faiss.row_blocks.map_blocks`).
 
     Exactly ``k`` entries per row: every entry above the row's k-th largest value, then entries
     equal to it in column order (ties at rank k go to the lowest columns, as a stable descending
@@ -192,7 +195,7 @@ def top_k_of_rows(scores, k, sims, nbrs):
     """
     n, m = scores.shape
     nb = hist_buckets(m)
-    for i in prange(n):
+    for i in range(n):
         row = scores[i]
         if k >= m:
             for j in range(m):
@@ -224,11 +227,11 @@ def top_k_of_rows(scores, k, sims, nbrs):
                 slot += 1
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
 def keep_top_k(scores, k, degrees):
     """Keep each row's ``k`` largest entries in place (the same entries as
     :func:`top_k_of_rows`) and zero the rest; ``degrees`` (n,) float32 gets their sums (float64
-    accumulation).
+    accumulation). Serial and ``nogil``, as :func:`top_k_of_rows`.
 
     Parameters
     ----------
@@ -238,7 +241,7 @@ def keep_top_k(scores, k, degrees):
     """
     n, m = scores.shape
     nb = hist_buckets(m)
-    for i in prange(n):
+    for i in range(n):
         row = scores[i]
         total = 0.0
         if k >= m:

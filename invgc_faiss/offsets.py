@@ -28,15 +28,15 @@ dense_crossover.py`` timed them side by side on banks of 2k, 4k, 20k and 100k ro
 
 Ties at rank k go to the lowest bank rows on an exact bank (faiss's heap broke them its own way,
 so float32 near-ties may pick another row than 0.1 did). A row's offset does not depend on the
-batch it came in: every BLAS product is at least ``bank_search.MIN_GEMM`` multiply-adds (zero
-rows added), so BLAS never switches to the code it uses for small or one-row products.
+batch it came in: every BLAS product runs over a fixed row block at the row's grid position
+(:mod:`invgc_faiss.row_blocks`; ``start`` is the position of the batch's first row).
 """
 import math
 
 import numpy as np
 
-from . import gpu, kernels
-from .bank_search import build_bank_index, exact_top_k, is_exact, similarity_blocks
+from . import gpu, kernels, row_blocks
+from .bank_search import build_bank_index, exact_top_k, is_exact
 from .scoring import combine
 
 VARIANTS = ("localadj", "full")
@@ -71,25 +71,27 @@ class LocalAdjOffset:
         self.on_gpu = gpu.GpuBank(bank, self.k) if device == "gpu" and bank_index is None else None
         self.bank_index = build_bank_index(bank, bank_index)
 
-    def __call__(self, x, offsets, degrees):
+    def __call__(self, x, offsets, degrees, start=0):
         """Write ``off(x)`` into ``offsets`` (n, d) and ``deg(x)`` into ``degrees`` (n,);
-        return the number of bank neighbours found per row, int64 (n,)."""
+        return the number of bank neighbours found per row, int64 (n,). ``start``: the grid
+        position of ``x[0]`` (:mod:`invgc_faiss.row_blocks`)."""
         if self.on_gpu is not None:
             return self.on_gpu(x, offsets, degrees)
+        if is_exact(self.bank_index) and self.k >= PRODUCT_MIN_POOL * self.bank.shape[0]:
+            product_offsets(x, self.bank, self.k, offsets, degrees, start)
+            return np.full(x.shape[0], self.k, dtype=np.int64)
+        sims, nbrs = self.top_k(x, start)
+        found = np.empty(x.shape[0], dtype=np.int64)
         with kernels.threads_for(x.shape[0]):
-            if is_exact(self.bank_index) and self.k >= PRODUCT_MIN_POOL * self.bank.shape[0]:
-                product_offsets(x, self.bank, self.k, offsets, degrees)
-                return np.full(x.shape[0], self.k, dtype=np.int64)
-            sims, nbrs = self.top_k(x)
-            found = np.empty(x.shape[0], dtype=np.int64)
             kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets, degrees, found)
         return found
 
-    def top_k(self, x):
-        """``sims, nbrs`` (n, k) of the rows ``x`` (n, d): the dense selection for an exact bank,
-        else the bank index's search (``nbrs = -1`` where it found fewer)."""
+    def top_k(self, x, start=0):
+        """``sims, nbrs`` (n, k) of the rows ``x`` (n, d): the dense selection for an exact bank
+        (rows at grid positions from ``start``), else the bank index's search (``nbrs = -1``
+        where it found fewer)."""
         if is_exact(self.bank_index):
-            return exact_top_k(x, self.bank, self.k)
+            return exact_top_k(x, self.bank, self.k, start)
         return self.bank_index.search(x, self.k)
 
     def offsets_from_search(self, sims, nbrs):
@@ -123,19 +125,21 @@ class FullOffset:
         """Set ``mu = x_mean . b_mean`` from the gallery mean row (d,)."""
         self.mu = np.float32(np.asarray(gallery_mean, np.float64) @ self.bank_mean)
 
-    def __call__(self, x, offsets, degrees):
+    def __call__(self, x, offsets, degrees, start=0):
         """Write ``off(x)`` into ``offsets`` (n, d) and ``x . b_mean - mu`` into ``degrees`` (n,);
-        return None (every bank row takes part)."""
-        np.matmul(x, self.cov, out=offsets)
-        offsets -= self.mu * self.bank_mean
-        np.matmul(x, self.bank_mean, out=degrees)
-        degrees -= self.mu
+        return None (every bank row takes part). One product ``x [C | b_mean]`` per row block
+        (``start``: the grid position of ``x[0]``, :mod:`invgc_faiss.row_blocks`)."""
+        d = x.shape[1]
+        both = np.ascontiguousarray(np.column_stack([self.cov, self.bank_mean]))  # (d, d + 1)
+        product = row_blocks.product(x, both, start)
+        np.subtract(product[:, :d], self.mu * self.bank_mean, out=offsets)
+        np.subtract(product[:, d], self.mu, out=degrees)
         return None
 
 
-def product_offsets(x, bank, k, offsets, degrees):
-    """LocalAdj offsets over the exact top-k by two BLAS products: ``S = X B^T``, each row's k
-    largest kept in place (``kernels.keep_top_k``), then ``S B / k``.
+def product_offsets(x, bank, k, offsets, degrees, start=0):
+    """LocalAdj offsets over the exact top-k by two BLAS products per row block: ``S = X B^T``,
+    each row's k largest kept in place (``kernels.keep_top_k``), then ``S B / k``.
 
     Parameters
     ----------
@@ -144,13 +148,20 @@ def product_offsets(x, bank, k, offsets, degrees):
     k : int, 1 <= k <= M
     offsets : ndarray of shape (n, d), float32, output
     degrees : ndarray of shape (n,), float32, output
+    start : int, the grid position of ``x[0]`` (:mod:`invgc_faiss.row_blocks`)
     """
-    for start, stop, scores in similarity_blocks(x, bank):  # zero rows end small blocks
-        kernels.keep_top_k(scores[:stop - start], k, degrees[start:stop])
-        np.divide((scores @ bank)[:stop - start], np.float32(k), out=offsets[start:stop])
+    rows = row_blocks.block_rows(bank.shape[0])
+
+    def work(block):
+        scores = block @ bank.T
+        sums = np.empty(rows, dtype=np.float32)
+        kernels.keep_top_k(scores, k, sums)
+        return np.divide(scores @ bank, np.float32(k)), sums
+
+    row_blocks.map_blocks(x, start, rows, work, (offsets, degrees))
 
 
-def correct_rows(x, offsets, rates, names, batch_size, on_found=None):
+def correct_rows(x, offsets, rates, names, batch_size, on_found=None, start=0):
     """Rows ``x`` corrected through per-bank offsets, ``batch_size`` rows at a time.
 
     Parameters
@@ -163,6 +174,7 @@ def correct_rows(x, offsets, rates, names, batch_size, on_found=None):
         Bounds working memory to O(batch_size x (k + d)).
     on_found : callable(found, offset, name), optional
         Called per batch and LocalAdj bank with the neighbours found per row (n_batch,).
+    start : int, the grid position of ``x[0]`` (:mod:`invgc_faiss.row_blocks`)
 
     Returns
     -------
@@ -179,15 +191,15 @@ def correct_rows(x, offsets, rates, names, batch_size, on_found=None):
     rows = min(n, batch_size)
     batch_offsets = np.empty((len(offsets), rows, d), dtype=np.float32)
     batch_degrees = np.empty((len(offsets), rows), dtype=np.float32)
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        if stop - start < rows:  # last, shorter batch: contiguous buffers of its own size
-            batch_offsets = np.empty((len(offsets), stop - start, d), dtype=np.float32)
-            batch_degrees = np.empty((len(offsets), stop - start), dtype=np.float32)
+    for first in range(0, n, batch_size):
+        stop = min(n, first + batch_size)
+        if stop - first < rows:  # last, shorter batch: contiguous buffers of its own size
+            batch_offsets = np.empty((len(offsets), stop - first, d), dtype=np.float32)
+            batch_degrees = np.empty((len(offsets), stop - first), dtype=np.float32)
         for slot, (off, name) in enumerate(zip(offsets, names)):
-            found = off(x[start:stop], batch_offsets[slot], batch_degrees[slot])
+            found = off(x[first:stop], batch_offsets[slot], batch_degrees[slot], start + first)
             if found is not None and on_found is not None:
                 on_found(found, off, name)
-        degrees[start:stop] = batch_degrees.T
-        combine(x[start:stop], batch_offsets, rates, names, out=corrected[start:stop])
+        degrees[first:stop] = batch_degrees.T
+        combine(x[first:stop], batch_offsets, rates, names, out=corrected[first:stop])
     return corrected, degrees

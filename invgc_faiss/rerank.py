@@ -30,8 +30,7 @@ import contextlib
 import faiss
 import numpy as np
 
-from . import gpu, kernels
-from .bank_search import similarity_blocks
+from . import gpu, kernels, row_blocks
 from .base import InvGCBase, fitted_correction, prepare_inner
 from .query_side import bank_direction
 from .rates import Rates
@@ -130,23 +129,22 @@ class InvGCRerankIndex(InvGCBase):
     def _vectors(self, x):
         return x
 
-    def _prepare_rows(self, x):
+    def _prepare_rows(self, x, start):
         """Original vectors for the inner index; offsets, scalars and degrees for the table."""
-        n = x.shape[0]
-        nb = len(self.correction.offsets_)
+        n, nb = x.shape[0], len(self.correction.offsets_)
         rows = {"degrees": np.empty((n, nb), np.float32),
                 "scalars": np.empty((n, N_SCALARS), np.float32)}
         for b in range(nb):
             rows[f"offsets_{b}"] = np.empty((n, x.shape[1]), self.offset_dtype)
-        for start in range(0, n, self.correction.batch_size):
-            stop = min(n, start + self.correction.batch_size)
-            offsets, degrees = self.correction.offsets(x[start:stop])
-            rows["degrees"][start:stop] = degrees.T
-            rows["scalars"][start:stop] = rerank_scalars(x[start:stop], offsets)
+        for first in range(0, n, self.correction.batch_size):
+            stop = min(n, first + self.correction.batch_size)
+            offsets, degrees = self.correction.offsets(x[first:stop], start=start + first)
+            rows["degrees"][first:stop] = degrees.T
+            rows["scalars"][first:stop] = rerank_scalars(x[first:stop], offsets)
             for b in range(nb):
-                rows[f"offsets_{b}"][start:stop] = offsets[b]
+                rows[f"offsets_{b}"][first:stop] = offsets[b]
         if self.axis_ is not None:
-            rows["axis_dots"] = (x @ self.axis_)[:, None]
+            rows["axis_dots"] = row_blocks.product(x, self.axis_, start)[:, None]
         if self.keep_originals:
             rows["originals"] = x
         return x, rows
@@ -294,8 +292,9 @@ class InvGCRerankIndex(InvGCBase):
             raise ValueError(f"vectors must have shape ({n}, {inner.d}), got "
                              f"({len(vectors)}, ...{np.shape(vectors[:1])[1:]})")
         with contextlib.closing(_stored_batches(inner, vectors, batch_size)) as batches:
-            for batch in batches:
-                rows = self._prepare_rows(self.correction.check_input(batch, name="vectors"))[1]
+            for batch in batches:  # gallery position: the rows before it, len(self.items)
+                rows = self._prepare_rows(self.correction.check_input(batch, name="vectors"),
+                                          len(self.items))[1]
                 self.items.commit(self.items.staged(**rows))
                 if progress is not None:
                     progress(batch.shape[0], n)
@@ -360,24 +359,32 @@ def _flat_rows(inner):
 
 
 def _flat_candidates(inner, x, axis, axis_dots, n, mode):
-    """The candidates of a flat inner-product index from one BLAS product per block of queries:
-    the raw list from ``q . x``, then the projected list from the same scores less
-    ``(q . m)(x . m)``, each by an O(ntotal) selection (``kernels.top_k_of_rows``). faiss's own
-    flat search (a k-heap per query) took 4x the product here; two of them cost twice."""
+    """The candidates of a flat inner-product index from one BLAS product per block of queries
+    (:func:`invgc_faiss.row_blocks.map_blocks`): the raw list from ``q . x``, then the projected
+    list from the same scores less ``(q . m)(x . m)``, each by an O(ntotal) selection
+    (``kernels.top_k_of_rows``). faiss's own flat search (a k-heap per query) took 4x the product
+    here; two of them cost twice."""
     nq, lists = x.shape[0], 2 if mode == "union" else 1
+    stored = _flat_rows(inner)
+    rows = row_blocks.block_rows(stored.shape[0])
+
+    def work(block):
+        scores = block @ stored.T
+        along = block @ axis
+        D = np.empty((rows, lists * n), dtype=np.float64)
+        P = np.empty((rows, lists * n), dtype=np.int64)
+        sims = np.empty((rows, n), dtype=np.float32)
+        if lists == 2:
+            kernels.top_k_of_rows(scores, n, sims, P[:, :n])
+            D[:, :n] = sims
+        scores -= np.outer(along, axis_dots)
+        kernels.top_k_of_rows(scores, n, sims, P[:, -n:])
+        D[:, -n:] = sims + along[:, None] * axis_dots[P[:, -n:]]
+        return D, P
+
     D = np.empty((nq, lists * n), dtype=np.float64)
     P = np.empty((nq, lists * n), dtype=np.int64)
-    sims = np.empty((nq, n), dtype=np.float32)
-    with kernels.threads_for(nq):
-        for start, stop, scores in similarity_blocks(x, _flat_rows(inner)):
-            block = scores[:stop - start]
-            along = x[start:stop] @ axis
-            if lists == 2:
-                kernels.top_k_of_rows(block, n, sims[start:stop], P[start:stop, :n])
-                D[start:stop, :n] = sims[start:stop]
-            block -= np.outer(along, axis_dots)
-            kernels.top_k_of_rows(block, n, sims[start:stop], P[start:stop, -n:])
-            D[start:stop, -n:] = sims[start:stop] + along[:, None] * axis_dots[P[start:stop, -n:]]
+    row_blocks.map_blocks(x, 0, rows, work, (D, P))
     if lists == 1:
         return D, P
     return _union(D[:, :n], P[:, :n], D[:, n:], P[:, n:])

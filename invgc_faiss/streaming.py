@@ -105,8 +105,10 @@ def add_in_batches(index, source, *, ids=None, batch_size=65536, progress=None):
 def transform_in_batches(correction, source, out, *, batch_size=65536, progress=None):
     """Write the corrected rows of a gallery into ``out``, batch by batch.
 
-    ``out[i] = correction.transform(source[i])`` (an InvGC or any object with ``transform``);
-    working memory stays O(batch). For a file another tool indexes::
+    ``out[i] = correction.transform(source[i])`` (an InvGC or any object whose
+    ``transform(batch, start=...)`` takes the position of the batch's first row); working memory
+    stays O(batch). The rows are those one ``transform(source)`` would give, bit for bit
+    (docs/reproducibility.md). For a file another tool indexes::
 
         out = np.lib.format.open_memmap("corrected/part0.npy", "w+", np.float32, source.shape)
         transform_in_batches(index.correction, np.load("gallery.npy", mmap_mode="r"), out)
@@ -127,7 +129,7 @@ def transform_in_batches(correction, source, out, *, batch_size=65536, progress=
     def write(start, batch):
         if start + len(batch) > len(out):
             raise ValueError(f"out has {len(out)} rows, the source has more")
-        out[start:start + len(batch)] = correction.transform(batch)
+        out[start:start + len(batch)] = correction.transform(batch, start=start)
 
     written = for_each_batch(source, batch_size, write, progress)
     if written != len(out):

@@ -136,6 +136,15 @@ def check_positive_int(value, name):
     return int(value)
 
 
+def check_start(value, name="start"):
+    """Return ``value`` as int if it is an integer >= 0 (a row position), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
 def check_rate(value, name):
     """Return ``value`` as float if it is a finite real >= 0, else raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

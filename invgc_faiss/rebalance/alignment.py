@@ -17,7 +17,8 @@ all alike. Closed-form fitters (baselines of docs/science.md §4), given referen
 """
 import numpy as np
 
-from ..validation import as_float_matrix
+from .. import row_blocks
+from ..validation import as_float_matrix, check_start
 from .maps import normalize_rows
 
 
@@ -60,20 +61,24 @@ class Alignment:
         if self.d_ is None:
             raise ValueError(f"this {type(self).__name__} is not fitted: call fit() first")
 
-    def _apply(self, x, matrix, name):
+    def _apply(self, x, matrix, name, start):
         self._check_fitted()
         x = as_float_matrix(x, self.d_, name=name, allow_empty=True)
         if matrix is None:
             return x
-        return np.ascontiguousarray(normalize_rows(x @ matrix)[0], dtype=np.float32)
+        return np.ascontiguousarray(normalize_rows(row_blocks.product(x, matrix, start))[0],
+                                    dtype=np.float32)
 
-    def transform_query(self, x):
-        """Query-side rows ``x`` (n, d) -> aligned rows (n, d) float32."""
-        return self._apply(x, self.query_matrix_, "queries")
+    def transform_query(self, x, start=0):
+        """Query-side rows ``x`` (n, d) -> aligned rows (n, d) float32 (``start``: the position
+        of ``x[0]``, as for :meth:`invgc_faiss.InvGC.transform`)."""
+        return self._apply(x, self.query_matrix_, "queries", check_start(start))
 
-    def transform_gallery(self, x):
-        """Gallery-side rows ``x`` (n, d) -> aligned rows (n, d) float32."""
-        return self._apply(x, self.gallery_matrix_, "gallery")
+    def transform_gallery(self, x, start=0):
+        """Gallery-side rows ``x`` (n, d) -> aligned rows (n, d) float32; a row's result is the
+        same bit for bit in any batch that gives its first row's position ``start``
+        (docs/reproducibility.md)."""
+        return self._apply(x, self.gallery_matrix_, "gallery", check_start(start))
 
     def swapped(self):
         """The same maps with the sides' roles exchanged (for the reverse retrieval direction)."""

@@ -34,8 +34,9 @@ class _Named:
     def __init__(self, correction):
         self.correction = correction
 
-    def transform(self, batch):
-        return self.correction.correct(self.correction.check_input(batch, name="vectors"))[0]
+    def transform(self, batch, start=0):
+        return self.correction.correct(self.correction.check_input(batch, name="vectors"),
+                                       start)[0]
 
 
 def corrected_rows(correction, vectors, ids, next_id, *, batch_size, progress):

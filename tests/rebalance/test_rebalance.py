@@ -235,6 +235,20 @@ def test_index_applies_gallery_side_before_correction_and_query_side_in_search(p
     assert set(Ir[lims[0]:lims[1]]) == set(I_all[0][D_all[0] > 0.5])
 
 
+def test_an_aligned_index_stores_the_same_vectors_in_any_batches(pairs):
+    """The alignment's gallery map runs over the row blocks too: bit for bit on every BLAS
+    kernel (docs/reproducibility.md)."""
+    q, g = pairs
+    alignment = ProcrustesAlignment().fit(q[:400], g[:400])
+    indexes = [invgc_faiss.InvGCIndex(faiss.IndexFlatIP(D), gallery_bank=g[:400],
+                                      query_bank=q[:400], alignment=alignment) for _ in range(2)]
+    indexes[0].add(g[400:])
+    for start in range(400, 700, 7):
+        indexes[1].add(g[start:start + 7])
+    stored = [index.index.reconstruct_n(0, 300) for index in indexes]
+    np.testing.assert_array_equal(stored[1], stored[0])
+
+
 def test_alignment_is_saved_and_loaded_with_the_index(pairs, tmp_path):
     q, g = pairs
     alignment = RebalancingAdapter(**FAST).fit(q[:400], g[:400])
