@@ -9,6 +9,7 @@ from .knob_check import KnobReport, check_knobs
 from .persistence import read_index, write_index
 from .query_side import QueryCorrection, query_corrected
 from .rates import Rates
+from .renormalization import Renormalization, renormalized_queries
 from .rerank import InvGCRerankIndex
 from .streaming import add_in_batches, transform_in_batches
 from .tuning import TuneResult, tune
@@ -16,5 +17,6 @@ from .tuning import TuneResult, tune
 __version__ = "0.5.1"
 
 __all__ = ["InvGC", "InvGCIndex", "InvGCRerankIndex", "KnobReport", "QueryCorrection", "Rates",
-           "TuneResult", "add_in_batches", "check_knobs", "index_factory", "query_corrected",
-           "read_index", "transform_in_batches", "tune", "write_index", "__version__"]
+           "Renormalization", "TuneResult", "add_in_batches", "check_knobs", "index_factory",
+           "query_corrected", "read_index", "renormalized_queries", "transform_in_batches",
+           "tune", "write_index", "__version__"]

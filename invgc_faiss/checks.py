@@ -54,6 +54,12 @@ WARN_MIN_SAMPLE_COSINE = 0.99
 #: ... or when the two samples change the top-1 corrected bank row of more than this share of
 #: reference queries (both chosen in benchmarks/sample_study.py: docs/results.md)
 WARN_MAX_SAMPLE_CHANGE = 0.65
+#: The default projection form runs only on a crowded query bank: where the mean direction of a
+#: probe row's pool neighbours shares at least this much with the bank's mean direction (mean
+#: cosine over CROWDING_PROBES rows of the bank sample). Below it the defaults are the identity
+#: (docs/results.md, "Where there is no cone": benchmarks/spread_study.py)
+MIN_SHARED_DIRECTION = 0.5
+CROWDING_PROBES = 256
 #: Corrected gallery-side bank rows, and query-side bank rows ranking them, of the ranking checks
 RANKING_ROWS = 2048
 RANKING_QUERIES = 1024
@@ -94,6 +100,12 @@ class FitReport:
         Per sampled bank checked: ``(rows kept, rows given)``.
     gallery_alone_unchanged : bool
         A gallery bank alone with the default rates: the correction is the identity.
+    crowding : dict
+        The query bank's crowding (:func:`crowding`): ``mean_cos``, ``mean_norm``,
+        ``shared_direction`` (empty without a LocalAdj query bank).
+    not_crowded : bool
+        The default rates were asked for and the query bank is not crowded
+        (``shared_direction < MIN_SHARED_DIRECTION``): the correction is the identity.
     """
 
     bank_search_params: object = None
@@ -105,10 +117,21 @@ class FitReport:
     knobs: dict = dataclasses.field(default_factory=dict)
     kept: dict = dataclasses.field(default_factory=dict)
     gallery_alone_unchanged: bool = False
+    crowding: dict = dataclasses.field(default_factory=dict)
+    not_crowded: bool = False
 
     def warnings(self):
         """The warnings this report calls for: a list of ``(message, category)``."""
         out = []
+        if self.not_crowded:
+            c = self.crowding
+            out.append((f"the query bank is not crowded in a cone (its rows' local mean "
+                        f"directions share {c['shared_direction']:.2f} with the bank's mean "
+                        f"direction, < {MIN_SHARED_DIRECTION}; mean cosine {c['mean_cos']:.2f}): "
+                        "there the default projection form lost R@1 against plain faiss on every "
+                        "set measured, so the defaults leave vectors unchanged; with reference "
+                        "pairs, invgc_faiss.tune weighs renormalization and each form",
+                        UserWarning))
         if self.gallery_alone_unchanged:
             out.append(("with a gallery bank alone the defaults leave vectors unchanged (no "
                         "untuned setting was safe in the defaults study): pass a query bank, set "
@@ -296,6 +319,31 @@ def search_agreement(off, probes, pool_rate, calibrated=None):
         return {"cosine": calibrated["cosine"], "norm_error": calibrated["norm_error"],
                 "probes": probes.shape[0]}
     return _agreement(off, _exact(off, pool_rate), probes)
+
+
+def crowding(off, pool_rate, seed):
+    """Label-free crowding of a LocalAdj bank (its sample as used), at fit time.
+
+    ``mean_cos``: the mean pairwise cosine of the bank rows; ``mean_norm``: the norm of their
+    mean; ``shared_direction``: over ``CROWDING_PROBES`` seeded bank rows ``p``, the mean cosine
+    between ``off(p)`` (exact search) and the bank's mean row. In a cone every local mean points
+    along the shared direction (near 1); without one it points at ``p``'s own neighbourhood (near
+    0), and projecting ``p`` off it removes ``p``'s own direction (docs/science.md §8).
+
+    Returns
+    -------
+    dict of float
+    """
+    bank = off.bank
+    m = bank.shape[0]
+    total = bank.sum(axis=0, dtype=np.float64)
+    stats = {"mean_cos": float((total @ total - m) / max(1, m * (m - 1))),
+             "mean_norm": float(np.linalg.norm(total) / m)}
+    probes = probe_rows(bank, CROWDING_PROBES, seed)
+    local = _exact(off, pool_rate).offsets_from_search(*_exact(off, pool_rate).top_k(probes))
+    cosine, _ = offset_agreement(local, np.broadcast_to(total, local.shape))
+    stats["shared_direction"] = float(cosine.mean())
+    return stats
 
 
 def _exact(off, pool_rate):

@@ -34,7 +34,10 @@ class InvGC:
         The paper form's rates (unset: 0.25 and 1.5). ``r_g = r_q = 0`` is the identity.
     rho_g, rho_q : float >= 0, optional
         The projection form's rates (unset: ``rho_q = 1``, ``rho_g = 0``: the gallery bank is not
-        used; with a gallery bank alone that is the identity, and a warning says so).
+        used; with a gallery bank alone that is the identity, and a warning says so). Unset, they
+        apply only where the query bank is crowded in a cone
+        (:func:`invgc_faiss.checks.crowding`); elsewhere the correction is the identity, and a
+        warning says why (``report_.not_crowded``). Set ``rho_q=1`` to apply them anyway.
     variant : {"localadj", "full"}
     pool_rate : float in (0, 1]
         LocalAdj neighbourhood as a share of each bank: ``k = max(1, floor(pool_rate * M))``.
@@ -136,10 +139,18 @@ class InvGC:
             specs = {"query": self.query_bank_index, "gallery": self.gallery_bank_index}
             offsets = [LocalAdjOffset(bank, self.pool_rate, specs[name], device)
                        for name, bank in zip(names, sampled)]
+            crowding = ({} if "query" not in names else checks.crowding(
+                offsets[names.index("query")], self.pool_rate, self.bank_seed))
+            not_crowded = (given.form == "projection" and given.gallery is None
+                           and given.query is None and bool(crowding)
+                           and crowding["shared_direction"] < checks.MIN_SHARED_DIRECTION)
+            if not_crowded:  # the defaults where there is no cone: the identity
+                rates = Rates.identity("projection")
             searched = rates.active(names) if self.fixed_rates else list(range(len(names)))
             report = checks.run(offsets, names, full, kept, rates, searched,
                                 spec=self.bank_search_params, pool_rate=self.pool_rate,
                                 seed=self.bank_seed)
+            report.crowding, report.not_crowded = crowding, not_crowded
         else:
             offsets, report = [FullOffset(bank) for bank in sampled], checks.FitReport()
         report.gallery_alone_unchanged = (names == ["gallery"] and given.gallery is None

@@ -15,6 +15,7 @@ from .measures import diagonal_ranks
 from .offsets import FullOffset, LocalAdjOffset
 from .query_side import bank_direction
 from .rates import BANKS, RATE_NAMES, Rates
+from .renormalization import Renormalization
 from .scoring import corrected_scores, rerank_scalars
 
 
@@ -113,3 +114,33 @@ def query_side_grid_scores(queries, gallery, query_bank, param_grid, *, progress
         yield {"rho": rho}, raw - rho * along
         if progress is not None:
             progress(1, len(rhos))
+
+
+def renormalization_grid_scores(queries, gallery, query_bank, gallery_bank, param_grid, *,
+                                invgc=False, max_bank_size=None, progress=None):
+    """Held-out scores of renormalization (:mod:`invgc_faiss.renormalization`) fitted on the
+    banks, alone or with the projection form on top (``invgc=True``: the banks and rows
+    renormalized, then :func:`invgc_grid_scores` over the grid's ``rho_q``/``pool_rate``).
+
+    ``param_grid``: ``kind`` values, ``sides`` values (alone; with InvGC both sides), and the
+    projection form's ``rho_q`` and ``pool_rate`` (the renormalized query bank only). Yields ``params`` (``kind``, ``sides`` or the InvGC keywords) and
+    scores (n_queries, n_gallery) float64, as :func:`invgc_grid_scores` does.
+    """
+    sides_values = ("both",) if invgc else param_grid.get("sides", ("both",))
+    for kind in param_grid.get("kind", ("R1",)):
+        for sides in sides_values:
+            renorm = Renormalization(kind, sides).fit(query_bank, gallery_bank)
+            q, x = renorm.transform_query(queries), renorm.transform_gallery(gallery)
+            if not invgc:
+                yield {"kind": kind, "sides": sides}, q.astype(np.float64) @ x.T.astype(np.float64)
+                if progress is not None:
+                    progress(1, None)
+                continue
+            rates = {key: value for key, value in param_grid.items() if key not in ("kind",
+                                                                                     "sides")}
+            for params, scores in invgc_grid_scores(q, x, renorm.transform_query(query_bank),
+                                                    None, "projection", rates,
+                                                    max_bank_size=max_bank_size):
+                yield {"kind": kind, **params}, scores
+                if progress is not None:
+                    progress(1, None)

@@ -124,9 +124,9 @@ class InvGCIndex(InvGCBase):
         aligned = header.get("alignment")
         if aligned is None:
             return {}
-        return {"alignment": Alignment(arrays.get("alignment_query"),
-                                       arrays.get("alignment_gallery"), d=aligned["d"],
-                                       name=aligned["name"])}
+        return {"alignment": Alignment.from_matrices(
+            {key[len("alignment_"):]: value for key, value in arrays.items()
+             if key.startswith("alignment_")}, d=aligned["d"], name=aligned["name"])}
 
 
 def index_factory(d, description, metric=faiss.METRIC_L2, **invgc_params):

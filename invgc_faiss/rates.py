@@ -37,6 +37,11 @@ from .validation import check_rate
 
 FORMS = ("paper", "projection")
 QUERY_SIDE = "query-side"
+#: What :func:`invgc_faiss.tune` weighs besides the correction's forms and the query-side one:
+#: renormalization alone (:mod:`invgc_faiss.renormalization`), and the projection form fitted on
+#: renormalized banks and applied to renormalized rows
+RENORMALIZATION = "renormalization"
+RENORMALIZED = "renormalized"
 #: Every kind of rates: the gallery correction's forms and the query-side correction
 KINDS = FORMS + (QUERY_SIDE,)
 BANKS = ("gallery", "query")
@@ -57,7 +62,11 @@ TUNING_GRIDS = {
     "paper": {"r_g": (0.0, 0.25, 0.5, 1.0, 1.5, 2.0), "r_q": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
               "pool_rate": (0.01, 0.05, 0.1, 0.2)},
     QUERY_SIDE: {"rho": (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25)},
+    RENORMALIZATION: {"kind": ("R1", "R2"), "sides": ("both", "query")},
+    RENORMALIZED: {"kind": ("R1",), "rho_q": (0.25, 0.5, 0.75, 1.0), "pool_rate": (0.05, 0.2)},
 }
+#: Everything :func:`invgc_faiss.tune` weighs by default
+TUNE_FORMS = KINDS + (RENORMALIZATION, RENORMALIZED)
 
 
 @dataclasses.dataclass(frozen=True)

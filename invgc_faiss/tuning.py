@@ -39,7 +39,9 @@ from . import heldout
 from .index import InvGCIndex
 from .measures import bootstrap_interval, diagonal_ranks, hits, recalls, top_k_skewness
 from .query_side import QueryCorrection, query_corrected
-from .rates import QUERY_SIDE, TUNING_GRIDS as GRIDS, Rates
+from .rates import (FORMS, QUERY_SIDE, RENORMALIZATION, RENORMALIZED, TUNE_FORMS,
+                    TUNING_GRIDS as GRIDS, Rates)
+from .renormalization import Renormalization, renormalized_queries
 from .validation import as_unit_banks
 
 RECALL_COLUMNS = ("R@1", "R@5", "R@10")
@@ -112,13 +114,24 @@ class TuneResult:
             inner = faiss.IndexFlatIP(d)
         elif isinstance(inner, str):
             inner = faiss.index_factory(d, inner, faiss.METRIC_INNER_PRODUCT)
-        if self.params["form"] == QUERY_SIDE:
-            if overrides:
-                raise ValueError(f"the query-side correction takes no index keywords, got "
-                                 f"{sorted(overrides)}")
-            return query_corrected(inner, QueryCorrection(self.params["rho"]).fit(query_bank))
+        params = dict(self.params)
+        form = params.pop("form")
+        if form in (QUERY_SIDE, RENORMALIZATION) and overrides:
+            raise ValueError(f"the {form} route takes no index keywords, got {sorted(overrides)}")
+        if form == QUERY_SIDE:
+            return query_corrected(inner, QueryCorrection(params["rho"]).fit(query_bank))
+        if form == RENORMALIZATION and params["sides"] == "query":
+            return renormalized_queries(inner, Renormalization(params["kind"], "query").fit(
+                query_bank))
+        if form in (RENORMALIZATION, RENORMALIZED):  # gallery map baked, queries mapped in search
+            renorm = Renormalization(params.pop("kind"), params.pop("sides", "both")).fit(
+                query_bank, gallery_bank)
+            params = ({"form": "projection", "rho_g": 0.0, "rho_q": 0.0}
+                      if form == RENORMALIZATION else {"form": "projection", **params})
+            return InvGCIndex(inner, query_bank=query_bank, gallery_bank=gallery_bank,
+                              alignment=renorm, **{**params, **overrides})
         return InvGCIndex(inner, query_bank=query_bank, gallery_bank=gallery_bank,
-                          **{**self.params, **overrides})
+                          **{"form": form, **params, **overrides})
 
     def to_dict(self):
         return {"params": self.params, "rows": self.rows, "gain": self.gain,
@@ -129,13 +142,13 @@ class TuneResult:
         if self.gain_interval is None:  # label-free: no pairs, no recall
             lines = [f"held-out rows: {self.n_holdout} per bank, unpaired (k-skewness of the "
                      "top-10 occurrences; lower = fewer hubs)",
-                     f"{'method':<12} {'k-skew':>7}  params"]
-            lines += [f"{row['method']:<12} {row['k_skewness']:7.2f}  {json.dumps(row['params'])}"
+                     f"{'method':<15} {'k-skew':>7}  params"]
+            lines += [f"{row['method']:<15} {row['k_skewness']:7.2f}  {json.dumps(row['params'])}"
                       for row in self.rows]
         else:
             lines = [f"held-out pairs: {self.n_holdout}  (R@K in %, sum = R@1+R@5+R@10, one "
-                     "direction)", f"{'method':<12} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'sum':>7}  params"]
-            lines += [f"{row['method']:<12} " + " ".join(_cell(row[k], 6) for k in RECALL_COLUMNS)
+                     "direction)", f"{'method':<15} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'sum':>7}  params"]
+            lines += [f"{row['method']:<15} " + " ".join(_cell(row[k], 6) for k in RECALL_COLUMNS)
                       + f" {row['sum']:7.1f}  {json.dumps(row['params'])}" for row in self.rows]
             lo, hi = self.gain_interval
             lines.append(f"gain over plain (cross-fitted): {self.gain:+.2f} "
@@ -158,8 +171,7 @@ def _progress_bar(total, enabled):
     return lambda n, _total: bar.update(n)
 
 
-def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper", QUERY_SIDE),
-         grid=None,
+def tune(query_bank, gallery_bank, *, paired=None, forms=TUNE_FORMS, grid=None,
          holdout=0.1, max_holdout=2000, seed=0, max_bank_size=TUNE_MAX_BANK_SIZE,
          n_bootstrap=2000, normalize_input=False, progress=False):
     """Tune InvGC on reference banks and decide whether it helps.
@@ -174,10 +186,12 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper",
         held-out rows (see the module docstring). None (default): paired when the banks have
         the same number of rows -- equal-sized unpaired banks then meet the do-no-harm rule,
         whose interval reaches 0 for random pairs.
-    forms : tuple of {"projection", "paper", "query-side"}
+    forms : tuple of {"projection", "paper", "query-side", "renormalization", "renormalized"}
         Forms whose grids are searched (``"query-side"``: the queries are moved, the gallery
         untouched; its result's :meth:`TuneResult.index` wraps an index that need not be
-        rebuilt).
+        rebuilt; ``"renormalization"``: R1 or R2 of both sides or of the queries only,
+        :mod:`invgc_faiss.renormalization`; ``"renormalized"``: the projection form fitted on
+        R1-renormalized banks and applied to renormalized rows).
     grid : dict, optional
         ``{form: {parameter: values}}`` replacing the default grids
         (:data:`invgc_faiss.rates.TUNING_GRIDS`) of the forms it names.
@@ -224,10 +238,16 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper",
     candidates = []  # (form, params, scores reduced to ranks or a skewness)
     reduce = diagonal_ranks if paired else top_k_skewness
     for form, form_grid in grids.items():
-        scored = (heldout.query_side_grid_scores(queries, gallery, bank_q, form_grid,
-                                                 progress=bar) if form == QUERY_SIDE else
-                  heldout.invgc_grid_scores(queries, gallery, bank_q, bank_g, form, form_grid,
-                                            max_bank_size=max_bank_size, progress=bar))
+        if form == QUERY_SIDE:
+            scored = heldout.query_side_grid_scores(queries, gallery, bank_q, form_grid,
+                                                    progress=bar)
+        elif form in (RENORMALIZATION, RENORMALIZED):
+            scored = heldout.renormalization_grid_scores(
+                queries, gallery, bank_q, bank_g, form_grid, invgc=form == RENORMALIZED,
+                max_bank_size=max_bank_size, progress=bar)
+        else:
+            scored = heldout.invgc_grid_scores(queries, gallery, bank_q, bank_g, form, form_grid,
+                                               max_bank_size=max_bank_size, progress=bar)
         for params, scores in scored:
             candidates.append((form, params, reduce(scores)))
     plain = reduce(queries @ gallery.T)
@@ -235,15 +255,25 @@ def tune(query_bank, gallery_bank, *, paired=None, forms=("projection", "paper",
     form, params, rows, gain, interval, decision = choose(candidates, plain, grids, rng,
                                                           n_bootstrap)
     params = {"form": form, **params}
-    if form != QUERY_SIDE:
+    if form in FORMS + (RENORMALIZED,):
         params["max_bank_size"] = max_bank_size
     return TuneResult(params, rows, gain, interval, decision, time.perf_counter() - start,
                       HeldOut(queries, gallery, bank_q, bank_g, paired),
                       (query_bank, gallery_bank))
 
 
+def _route(form):
+    """What a form's decision line calls it."""
+    return {QUERY_SIDE: "the query-side correction", RENORMALIZATION: "renormalization",
+            RENORMALIZED: "InvGC on renormalized rows"}.get(form, f"InvGC ({form} form)")
+
+
 def _identity(form):
-    return {key: value for key, value in Rates.identity(form).params().items() if key != "form"}
+    """The identity as ``(form, params)``: every rate of ``form`` 0 (the projection form's for
+    the renormalization routes, which have no rate)."""
+    form = form if form in FORMS + (QUERY_SIDE,) else "projection"
+    return form, {key: value for key, value in Rates.identity(form).params().items()
+                  if key != "form"}
 
 
 def _choose_paired(candidates, plain_ranks, grids, rng, n_bootstrap):
@@ -263,9 +293,9 @@ def _choose_paired(candidates, plain_ranks, grids, rng, n_bootstrap):
     if interval[0] <= 0:
         decision = (f"do-no-harm: the gain's 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}] "
                     "reaches 0, so the identity (the plain index) is chosen")
-        params = _identity(form)
+        form, params = _identity(form)
     else:
-        decision = (f"InvGC ({form} form) helps on held-out pairs: gain {gains.mean():+.2f} "
+        decision = (f"{_route(form)} helps on held-out pairs: gain {gains.mean():+.2f} "
                     f"R@1+R@5+R@10, 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}]")
     return form, params, rows, float(gains.mean()), interval, decision
 
@@ -288,9 +318,9 @@ def _choose_label_free(candidates, plain_skewness, grids, rng, n_bootstrap):
     if skew >= plain_skewness:
         decision = (f"label-free: no setting lowers the k-skewness of the plain index "
                     f"({plain_skewness:.2f}), so the identity (the plain index) is chosen")
-        params = _identity(form)
+        form, params = _identity(form)
     else:
-        decision = (f"label-free ({form} form): k-skewness of held-out rows {plain_skewness:.2f} "
+        decision = (f"label-free ({_route(form)}): k-skewness of held-out rows {plain_skewness:.2f} "
                     f"-> {skew:.2f} (no pairs: no recall, gain or interval)")
     return form, params, rows, None, None, decision
 

@@ -5,6 +5,7 @@
     python -m invgc_faiss evaluate --query-lang eng --gallery-lang deu [--json F] [--csv F] [--plot F]
     python -m invgc_faiss rebalance --gallery-lang deu --noise 0 0.5 1 2 --low-resource swh
     python -m invgc_faiss tune --query-bank Q.npy --gallery-bank G.npy [--json F]
+    python -m invgc_faiss diagnose --query-bank Q.npy [--gallery G.npy]
     python -m invgc_faiss check-knobs --query-bank Q.npy --gallery-bank G.npy --ladder HNSW32 \
         [--auto IVF1024,Flat] [--sample 4096] [--params '{"rho_q": 1}'] [--max-loss 0.5] [--json F]
     python -m invgc_faiss evaluate --queries TQ.npy --gallery TG.npy --query-bank Q.npy \
@@ -20,7 +21,7 @@ import sys
 import numpy as np
 
 from ..measures import rsum
-from ..rates import KINDS
+from ..rates import TUNE_FORMS
 from .datasets import DEMO_REFERENCE_BOOKS, DEMO_TEST_BOOKS, TEST_BOOKS, directions
 from .evaluation import evaluate_method, format_table
 from .methods import METHODS
@@ -215,6 +216,19 @@ def run_tune(args):
     return 0
 
 
+def run_diagnose(args):
+    """A label-free report on a query bank and (optionally) gallery rows, with a route."""
+    from .diagnose import diagnose, format_report
+    from .user_data import load_embeddings
+
+    query_bank = load_embeddings(args.query_bank)
+    gallery = None if args.gallery is None else load_embeddings(args.gallery,
+                                                                query_bank.shape[1])
+    for line in format_report(diagnose(query_bank, gallery)):
+        print(line)
+    return 0
+
+
 def run_check_knobs(args):
     """``invgc_faiss.check_knobs`` on two paired .npy banks: the settings named by ``--ladder``
     (every knob value of a bank index), ``--auto`` (its "auto" calibration) and ``--sample``;
@@ -319,14 +333,21 @@ def build_parser():
     tune.add_argument("--unpaired", action="store_true",
                       help="the banks are not paired (label-free tuning by k-skewness); banks "
                            "of different sizes are taken as unpaired anyway")
-    tune.add_argument("--forms", nargs="+", default=list(KINDS), choices=list(KINDS),
-                      help="query-side: the queries moved, the gallery untouched")
+    tune.add_argument("--forms", nargs="+", default=list(TUNE_FORMS), choices=list(TUNE_FORMS),
+                      help="query-side: the queries moved, the gallery untouched; "
+                           "renormalization: each side's mean removed; renormalized: InvGC "
+                           "on renormalized rows")
     tune.add_argument("--peers", nargs="*", default=[], choices=list(PEERS),
                       help="also tune these peers on the same held-out pairs")
     tune.add_argument("--holdout", type=float, default=0.1, help="share of pairs held out")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--json", help="save the result as JSON")
     tune.set_defaults(run=run_tune)
+    diag = sub.add_parser("diagnose", help="label-free report on your arrays: crowding per side, "
+                                           "hubness, and the route the measured rule recommends")
+    diag.add_argument("--query-bank", required=True, help="reference queries (m, d) .npy")
+    diag.add_argument("--gallery", help="gallery rows (n, d) .npy (or a gallery bank)")
+    diag.set_defaults(run=run_diagnose)
     knobs = sub.add_parser("check-knobs", help="what scale knobs cost in held-out R@1 on your "
                                                "paired banks, against exact InvGC")
     knobs.add_argument("--query-bank", required=True, help="reference queries (m, d) .npy")

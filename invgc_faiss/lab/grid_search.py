@@ -22,7 +22,7 @@ from .methods import INVGC_GRIDS, METHODS
 logger = logging.getLogger(__name__)
 
 #: The peers that can be compared with a TuneResult
-PEERS = ("nnn", "csls", "qb_norm", "dbnorm")
+PEERS = ("nnn", "csls", "qb_norm", "dbnorm", "renorm")
 
 
 def recall_sum(I, n):

@@ -9,7 +9,8 @@ import faiss
 from . import baselines
 from ..correction import DEFAULT_MAX_BANK_SIZE
 from ..index import InvGCIndex
-from ..rates import TUNING_GRIDS
+from ..rates import RENORMALIZATION, TUNING_GRIDS
+from ..renormalization import Renormalization
 
 #: LocalAdj rates reach 3 and pools 0.2 (docs/science.md §2: the tuner often picks large ones)
 LOCALADJ_RATES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
@@ -41,6 +42,14 @@ def _dbnorm(params, query_bank, gallery_bank):
     return lambda d: baselines.ScoreBiasIndex(d, bias)
 
 
+def _renorm(params, query_bank, gallery_bank):
+    """Renormalization (docs/science.md §4, §8): R1 or R2, both sides or the queries only."""
+    renorm = Renormalization(params["kind"], params["sides"]).fit(query_bank, gallery_bank)
+    return lambda d: InvGCIndex(faiss.IndexFlatIP(d), query_bank=query_bank,
+                                gallery_bank=gallery_bank, alignment=renorm, rho_g=0.0,
+                                rho_q=0.0)
+
+
 def _invgc(variant, max_bank_size=None):
     """InvGC with whole banks by default (the evaluation's protocol)."""
     def make(params, query_bank, gallery_bank):
@@ -60,6 +69,7 @@ METHODS = {
     "csls": ({"k": (1, 5, 10, 20, 50, 100)}, _csls),
     "qb_norm": ({"beta": (2.0, 5.0, 10.0, 20.0, 40.0, 80.0)}, _qb_norm),
     "dbnorm": ({"beta1": (1.0, 5.0, 20.0, 50.0), "beta2": (0.5, 1.0, 5.0, 20.0, 50.0)}, _dbnorm),
+    "renorm": (TUNING_GRIDS[RENORMALIZATION], _renorm),
     "invgc_full": ({"r_g": FULL_RATES, "r_q": FULL_RATES}, _invgc("full")),
     "invgc_localadj": ({"r_g": LOCALADJ_RATES, "r_q": LOCALADJ_RATES,
                         "pool_rate": LOCALADJ_POOLS}, _invgc("localadj")),

@@ -84,9 +84,10 @@ def test_non_unit_rows_raise_by_default(loaded, small_data):
 def test_normalize_input_normalizes(small_data):
     s = small_data
     index = InvGCIndex(faiss.IndexFlatIP(s["d"]), gallery_bank=3 * s["bank_g"],
-                       query_bank=0.5 * s["bank_q"], normalize_input=True)
+                       query_bank=0.5 * s["bank_q"], normalize_input=True, rho_q=1.0)
     index.add(5 * s["xb"])
-    unit = InvGCIndex(faiss.IndexFlatIP(s["d"]), gallery_bank=s["bank_g"], query_bank=s["bank_q"])
+    unit = InvGCIndex(faiss.IndexFlatIP(s["d"]), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                      rho_q=1.0)
     unit.add(s["xb"])
     np.testing.assert_allclose(index.index.reconstruct_n(0, 300), unit.index.reconstruct_n(0, 300),
                                atol=1e-6)

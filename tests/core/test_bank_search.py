@@ -13,7 +13,7 @@ def test_bank_search_params_are_applied_and_persisted(tmp_path, small_data):
     s = small_data
     index = InvGCIndex(faiss.IndexFlatIP(s["d"]), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
                        gallery_bank_index="IVF4,Flat", query_bank_index="HNSW8",
-                       bank_search_params="nprobe=3,efSearch=77")
+                       bank_search_params="nprobe=3,efSearch=77", rho_q=1.0)
     g, q = (off.bank_index for off in index.correction.offsets_)
     assert faiss.extract_index_ivf(g).nprobe == 3
     assert faiss.downcast_index(q).hnsw.efSearch == 77
@@ -34,10 +34,11 @@ def test_bad_bank_search_params(small_data):
 
 def test_full_probe_ivf_bank_equals_exact_bank(small_data):
     s = small_data
-    exact = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"])
+    exact = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       rho_q=1.0)
     ann = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
                      gallery_bank_index="IVF4,Flat", query_bank_index="IVF4,Flat",
-                     bank_search_params="nprobe=4")
+                     bank_search_params="nprobe=4", rho_q=1.0)
     assert_allclose(ann.correction.transform(s["xb"]), exact.correction.transform(s["xb"]),
                     atol=1e-6)
 
@@ -119,7 +120,7 @@ def test_only_the_banks_in_use_are_calibrated(small_data, monkeypatch):
     s = small_data
     common = {"gallery_bank": s["bank_g"], "query_bank": s["bank_q"], "pool_rate": 0.1,
               "gallery_bank_index": "IVF4,Flat", "query_bank_index": "IVF4,Flat"}
-    baked = InvGCIndex(faiss.IndexFlatIP(16), **common)  # defaults: query bank only
+    baked = InvGCIndex(faiss.IndexFlatIP(16), rho_q=1.0, **common)  # query bank only
     assert set(baked.correction.report_.calibration) == {"query"}
     rerank = invgc_faiss.InvGCRerankIndex(faiss.IndexFlatIP(16), **common)  # rates may change
     assert set(rerank.correction.report_.calibration) == {"gallery", "query"}

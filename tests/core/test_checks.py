@@ -55,7 +55,8 @@ def test_offsets_are_means_over_the_neighbours_found(small_data, form):
 def test_a_narrow_ivf_bank_search_warns_once_and_names_the_knob(small_data):
     s = small_data
     index = InvGCIndex(faiss.IndexFlatIP(16), query_bank=s["bank_q"], query_bank_index="IVF8,Flat",
-                       bank_search_params="nprobe=1", pool_rate=0.5, max_bank_size=None)
+                       bank_search_params="nprobe=1", pool_rate=0.5, max_bank_size=None,
+                       rho_q=1.0)
     with pytest.warns(RuntimeWarning, match=r"fewer than k = 75 neighbours for .*% of a batch"):
         index.add(s["xb"][:100])
     import warnings
@@ -70,7 +71,7 @@ def test_exact_bank_search_does_not_warn(small_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         index = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
-                           pool_rate=1.0)
+                           pool_rate=1.0, rho_q=1.0)
         index.add(s["xb"])
     assert index.correction.report_.bank_search_params is None
 

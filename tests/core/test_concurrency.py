@@ -67,7 +67,8 @@ def run_concurrently(index, xb, n_batches, n_searchers=4):
 def test_searches_during_adds_and_removes(rng):
     d, n_batches = 32, 60
     xb = random_unit(rng, n_batches * BATCH, d)
-    banks = {"gallery_bank": random_unit(rng, 300, d), "query_bank": random_unit(rng, 300, d)}
+    banks = {"gallery_bank": random_unit(rng, 300, d), "query_bank": random_unit(rng, 300, d),
+             "rho_q": 1.0}  # rates given: applied on these isotropic banks
     index = InvGCIndex(faiss.IndexFlatIP(d), **banks)
     searches = run_concurrently(index, xb, n_batches)
     assert searches > 0
@@ -88,5 +89,5 @@ def test_rerank_searches_during_adds(rng):
     d, n_batches = 32, 30
     xb = random_unit(rng, n_batches * BATCH, d)
     index = InvGCRerankIndex(faiss.IndexFlatIP(d), gallery_bank=random_unit(rng, 300, d),
-                             query_bank=random_unit(rng, 300, d), k_factor=2)
+                             query_bank=random_unit(rng, 300, d), k_factor=2, rho_q=1.0)
     assert run_concurrently(index, xb, n_batches) > 0

@@ -28,7 +28,8 @@ def data():
     d = 24
     return {"d": d, "xb": random_unit(rng, 1000, d), "xq": random_unit(rng, 30, d),
             "banks": {"gallery_bank": random_unit(rng, 300, d),
-                      "query_bank": random_unit(rng, 200, d), "pool_rate": 0.05}}
+                      "query_bank": random_unit(rng, 200, d), "pool_rate": 0.05,
+                      "rho_q": 1.0}}  # rates given: applied on these isotropic banks
 
 
 @pytest.mark.parametrize("inner", ["Flat", "IVF8,Flat"])

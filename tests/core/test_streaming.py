@@ -13,12 +13,14 @@ def test_add_in_batches_from_memmap_equals_one_add(tmp_path, small_data):
     path = tmp_path / "gallery.npy"
     np.save(path, s["xb"])
     gallery = np.load(path, mmap_mode="r")
-    streamed = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"])
+    streamed = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                          rho_q=1.0)  # rates given: applied on these isotropic banks
     seen = []
     assert add_in_batches(streamed, gallery, batch_size=64,
                           progress=lambda n, total: seen.append((n, total))) == 300
     assert seen[0] == (64, 300) and sum(n for n, _ in seen) == 300
-    whole = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"])
+    whole = InvGCIndex(faiss.IndexFlatIP(16), gallery_bank=s["bank_g"], query_bank=s["bank_q"],
+                       rho_q=1.0)
     whole.add(s["xb"])
     assert_array_equal(streamed.index.reconstruct_n(0, 300), whole.index.reconstruct_n(0, 300))
 
@@ -37,7 +39,7 @@ def test_add_in_batches_from_generator_with_ids_and_a_bad_batch(small_data):
 def test_transform_in_batches_writes_the_corrected_rows_to_a_npy_memmap(tmp_path, small_data):
     s = small_data
     np.save(tmp_path / "gallery.npy", s["xb"])
-    index = InvGCIndex(faiss.IndexFlatIP(16), query_bank=s["bank_q"])
+    index = InvGCIndex(faiss.IndexFlatIP(16), query_bank=s["bank_q"], rho_q=1.0)
     index.add(s["xb"])
     out = np.lib.format.open_memmap(tmp_path / "corrected.npy", "w+", np.float32, (300, 16))
     assert transform_in_batches(index.correction, np.load(tmp_path / "gallery.npy", mmap_mode="r"),

@@ -9,6 +9,7 @@ from numpy.testing import assert_array_equal
 import invgc_faiss
 from tests.helpers.data import random_unit
 from invgc_faiss import InvGCIndex
+from invgc_faiss.renormalization import Renormalization
 from invgc_faiss.lab.synthetic import make_cone_pairs
 
 SMALL_GRID = {"projection": {"rho_g": (0.0, 1.0), "rho_q": (0.0, 1.0), "pool_rate": (0.1, 0.2)},
@@ -42,12 +43,16 @@ def test_tune_finds_the_gain_on_hubby_data_and_builds_that_index(hubby):
     assert result.gain_interval[0] > 0 and result.gain > 5
     assert "helps" in result.decision
     by_method = {row["method"]: row for row in result.rows}
-    assert set(by_method) == {"plain", "projection", "paper", "query-side"}
+    assert set(by_method) == {"plain", "projection", "paper", "query-side", "renormalization",
+                              "renormalized"}
     assert by_method["projection"]["sum"] > by_method["plain"]["sum"]
+    assert result.params["form"] == "renormalized"  # on cone pairs: InvGC on renormalized rows
     params = dict(result.params)
     built = result.index()
+    renorm = Renormalization(params.pop("kind"), "both").fit(s.bank_queries, s.bank_gallery)
     by_hand = InvGCIndex(faiss.IndexFlatIP(32), query_bank=s.bank_queries,
-                         gallery_bank=s.bank_gallery, **params)
+                         gallery_bank=s.bank_gallery, alignment=renorm,
+                         **{**params, "form": "projection"})
     built.add(s.gallery)
     by_hand.add(s.gallery)
     assert_array_equal(built.index.reconstruct_n(0, built.ntotal),

@@ -114,3 +114,37 @@ def test_cli_bad_files_get_one_clear_line(files, capsys, problem, match):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("error: ") and match in err[-1]
+
+
+def test_cli_diagnose_reports_each_side_and_a_route(files, tmp_path, capsys):
+    """Crowded cone pairs: the defaults' route; the same rows centred per side: no cone, and
+    the route follows the rule (renormalization where a mean is left, else plain)."""
+    assert main(["diagnose", "--query-bank", files["query_bank"], "--gallery",
+                 files["gallery"]]) == 0
+    out = capsys.readouterr().out
+    assert "query bank" in out and "gallery" in out and "k-occurrence skewness" in out
+    assert "route: the InvGC defaults" in out
+    bank = np.load(files["query_bank"]).astype(np.float64)
+    centred = bank - bank.mean(axis=0)
+    np.save(tmp_path / "centred.npy", (centred / np.linalg.norm(centred, axis=1,
+                                                               keepdims=True)).astype(np.float32))
+    assert main(["diagnose", "--query-bank", str(tmp_path / "centred.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "route: plain faiss" in out and "no cone" in out
+
+
+@pytest.mark.parametrize("problem,match", [("missing", "cannot be read"),
+                                           ("not_unit", "unit L2 norm"),
+                                           ("dim", "dimension 31")])
+def test_cli_diagnose_bad_files_get_one_line_and_status_2(files, tmp_path, capsys, problem,
+                                                          match):
+    args = ["diagnose", "--query-bank", files["query_bank"], "--gallery", files["gallery"]]
+    if problem == "missing":
+        args[2] += ".gone"
+    elif problem == "not_unit":
+        np.save(files["query_bank"], np.load(files["query_bank"]) * 2)
+    else:
+        np.save(files["gallery"], np.load(files["gallery"])[:, :31])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0]
