@@ -8,8 +8,9 @@ Data (test pairs only for the figures; every map, bank and tuning uses the refer
 
 * ``deu``, ``zho``, ``swh``: English <-> German / Chinese / Swahili Bible verses, multilingual
   E5-small (1,974 test pairs, 20,175 reference pairs), both directions;
-* ``paraphrase``: English <-> English, the KJV and the translation "2" of the same verses,
-  embedded with the static 256-d wordllama encoder, both directions;
+* ``paraphrase``: English <-> English, the KJV and the modern translation "3" of the same
+  verses (translation "2" is nearly the KJV's text), embedded with the static 256-d wordllama
+  encoder, both directions;
 * ``generated``: cone pairs from :func:`invgc_faiss.lab.synthetic.make_cone_pairs` (d = 384;
   a safety check, not a quality claim), one direction.
 
@@ -26,6 +27,7 @@ of the query bank's mean, and what the defaults' fit reports (``report_.crowding
 Rows are kept in a JSON file (``--out``); a rerun computes only what is missing (or ``--redo``).
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -58,10 +60,29 @@ def load(name):
             ("gen_q", "gen_g"), 1
     if name == "paraphrase":
         from invgc_faiss.lab.teachers import wordllama_cache
-        split = load_bible_split("k", "2", bank_size=20000, tune_size=2000,
+        split = load_bible_split("k", "3", bank_size=20000, tune_size=2000,
                                  cache=wordllama_cache())
-        return split, ("kjv", "eng2"), 2
+        return split, ("kjv", "eng3"), 2
     return load_bible_split("eng", name, bank_size=20000, tune_size=2000), ("eng", name), 2
+
+
+def cached_variant(split, name, variant, folder):
+    """:func:`spread_variant`, kept in ``folder`` (the ITC variant trains an adapter)."""
+    path = os.path.join(folder, f"{name}-{variant}.npz")
+    fields = ("queries", "gallery", "bank_queries", "bank_gallery")
+    if os.path.exists(path):
+        with np.load(path) as arrays:
+            n = split.tune_bank_queries.shape[0]
+            bank_q, bank_g = arrays["bank_queries"], arrays["bank_gallery"]
+            return dataclasses.replace(
+                split, queries=arrays["queries"], gallery=arrays["gallery"],
+                bank_queries=bank_q, bank_gallery=bank_g, tune_bank_queries=bank_q[:n],
+                tune_queries=bank_q[n:], tune_bank_gallery=bank_g[:n], tune_gallery=bank_g[n:])
+    spread = spread_variant(split, variant)
+    os.makedirs(folder, exist_ok=True)
+    np.savez(path + ".tmp.npz", **{f: getattr(spread, f) for f in fields})
+    os.replace(path + ".tmp.npz", path)
+    return spread
 
 
 def recall_at_1(index, queries):
@@ -117,6 +138,34 @@ def statistics(queries, gallery, query_bank):
                                                                          dtype=np.float64)))}
 
 
+def table(rows):
+    """The markdown table of the rows kept: one line per (data, variant, direction)."""
+    cells = {}
+    for row in rows.values():
+        cells.setdefault((row["dataset"], row["direction"], row["variant"]), {})[row["method"]] = row
+    lines = ["| data | direction | variant | mean cos | nn cos | shared | plain | R1 | R2 | R1 q | "
+             "R2 q | 0.5 defaults | defaults | tune (form) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+             "---: | --- |"]
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    for (name, label, variant), got in sorted(cells.items(), key=lambda kv: (
+            DATASETS.index(kv[0][0]), kv[0][1], order[kv[0][2]])):
+        any_row = next(iter(got.values()))
+        crowd = (got.get("defaults") or got.get("projection") or {}).get("crowding") or {}
+
+        def r1(method):
+            return f"{got[method]['R@1']:.1f}" if method in got else "-"
+
+        tuned = got.get("tune")
+        form = "" if tuned is None else f" ({tuned['params']['form']})"
+        lines.append(f"| {name} | {label} | {variant} | {any_row['query_bank_mean_cos']:.2f} | "
+                     f"{any_row['query_bank_nn_cos']:.2f} | "
+                     f"{crowd.get('shared_direction', float('nan')):.2f} | "
+                     + " | ".join(r1(m) for m in ("plain", *RENORMS, "projection", "defaults"))
+                     + f" | {r1('tune')}{form} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,7 +173,11 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--redo", nargs="*", default=[], choices=METHODS)
+    parser.add_argument("--table", action="store_true", help="print the table of --out, run nothing")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "spread_study.json"))
+    parser.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache",
+                                                        "invgc-faiss", "spread"),
+                        help="folder keeping the variants' arrays between runs")
     args = parser.parse_args()
     from machine import describe
 
@@ -133,6 +186,10 @@ def main():
         with open(args.out) as f:
             state = json.load(f)
     rows = state["rows"]
+    if args.table:
+        print(state.get("machine", ""))
+        print(table(rows))
+        return
     for name in args.datasets:
         split, sides, n_directions = load(name)
         for variant in args.variants:
@@ -145,7 +202,7 @@ def main():
                         continue
                     if spread is None:
                         start = time.perf_counter()
-                        spread = spread_variant(split, variant)
+                        spread = cached_variant(split, name, variant, args.cache)
                         print(f"{name} {variant}: variant made in "
                               f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
                         views = {lab: v for lab, *v in directions(spread, *sides)}

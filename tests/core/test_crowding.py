@@ -10,10 +10,12 @@ from numpy.testing import assert_array_equal
 import invgc_faiss
 from invgc_faiss import InvGC, InvGCIndex, checks
 from invgc_faiss.lab.synthetic import make_cone_pairs
+from tests.helpers.data import cone
 
 
 @pytest.fixture(scope="module")
 def pairs():
+    """Generated cone pairs (shared direction about 0.8: below the threshold as they come)."""
     return make_cone_pairs(n_test=300, n_bank=3000, d=32, seed=2)
 
 
@@ -30,8 +32,8 @@ def fit_quietly(**kwargs):
     return correction, [str(w.message) for w in caught]
 
 
-def test_a_crowded_query_bank_gets_the_projection_form(pairs):
-    correction, caught = fit_quietly(query_bank=pairs.bank_queries)
+def test_a_crowded_query_bank_gets_the_projection_form(rng):
+    correction, caught = fit_quietly(query_bank=cone(rng, 3000, 32, 0.15))
     report = correction.report_
     assert report.crowding["shared_direction"] >= checks.MIN_SHARED_DIRECTION
     assert not report.not_crowded and correction.rates_.query == 1.0
