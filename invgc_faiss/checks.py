@@ -344,7 +344,8 @@ def crowding(off, pool_rate, seed):
     stats = {"mean_cos": float((total @ total - m) / max(1, m * (m - 1))),
              "mean_norm": float(np.linalg.norm(total) / m)}
     probes = probe_rows(bank, CROWDING_PROBES, seed)
-    local = _exact(off, pool_rate).offsets_from_search(*_exact(off, pool_rate).top_k(probes))
+    exact = _exact(off, pool_rate)
+    local = exact.offsets_from_search(*exact.top_k(probes))
     cosine, _ = offset_agreement(local, np.broadcast_to(total, local.shape))
     stats["shared_direction"] = float(cosine.mean())
     return stats

@@ -120,6 +120,8 @@ class FullOffset:
         self.cov = (bank64.T @ bank64 / bank.shape[0]).astype(np.float32)  # C, (d, d), symmetric
         self.bank_mean = bank64.mean(axis=0).astype(np.float32)  # b_mean, (d,)
         self.mu = np.float32(0.0)
+        # [C | b_mean] (d, d + 1): offsets and degrees from one product per row block
+        self.cov_and_mean = np.ascontiguousarray(np.column_stack([self.cov, self.bank_mean]))
 
     def set_gallery_mean(self, gallery_mean):
         """Set ``mu = x_mean . b_mean`` from the gallery mean row (d,)."""
@@ -130,8 +132,7 @@ class FullOffset:
         return None (every bank row takes part). One product ``x [C | b_mean]`` per row block
         (``start``: the grid position of ``x[0]``, :mod:`invgc_faiss.row_blocks`)."""
         d = x.shape[1]
-        both = np.ascontiguousarray(np.column_stack([self.cov, self.bank_mean]))  # (d, d + 1)
-        product = row_blocks.product(x, both, start)
+        product = row_blocks.product(x, self.cov_and_mean, start)
         np.subtract(product[:, :d], self.mu * self.bank_mean, out=offsets)
         np.subtract(product[:, d], self.mu, out=degrees)
         return None
