@@ -4,12 +4,13 @@ Exact search (the default, an ``IndexFlatIP`` bank index) is :func:`exact_top_k`
 similarities by one BLAS product per row block (:mod:`invgc_faiss.row_blocks`), then each row's k
 largest by an O(M) selection, no k-heap (1.6-3.3x faster than ``IndexFlatIP.search`` with the
 same gather after it, on banks of 2k-100k rows at pools 0.001-0.2:
-``benchmarks/dense_crossover.py``). Any faiss index with ``METRIC_INNER_PRODUCT`` over the bank rows may replace it (IVF, HNSW, PQ: an approximate search
+``benchmarks/dense_crossover.py``; measured before the row blocks). Any faiss index with
+``METRIC_INNER_PRODUCT`` over the bank rows may replace it (IVF, HNSW, PQ: an approximate search
 trades bank-top-k recall for speed; ``sims, nbrs = bank_index.search(x, k)``, ``nbrs == -1``
 where it finds fewer than ``k``; its accuracy knobs -- ``nprobe``, ``efSearch`` -- are set on
-that index as usual in faiss). The spec ``"Proj{m}"`` builds a
-projected bank index (:mod:`invgc_faiss.projected_bank`: top k from an m-dimensional projection,
-reranked exactly; knob ``k_factor_rf``).
+that index as usual in faiss). The spec ``"Proj{m}"`` builds a projected bank index
+(:mod:`invgc_faiss.projected_bank`: top k from an m-dimensional projection, reranked exactly;
+knob ``k_factor_rf``).
 """
 import time
 

@@ -332,7 +332,7 @@ def crowding(off, pool_rate, seed):
     mean; ``shared_direction``: over ``CROWDING_PROBES`` seeded bank rows ``p``, the mean cosine
     between ``off(p)`` (exact search) and the bank's mean row. In a cone every local mean points
     along the shared direction (near 1); without one it points at ``p``'s own neighbourhood (near
-    0), and projecting ``p`` off it removes ``p``'s own direction (docs/science.md §8).
+    0), and projecting ``p`` off it removes ``p``'s own direction (docs/science.md §1e).
 
     Returns
     -------

@@ -123,8 +123,9 @@ def renormalization_grid_scores(queries, gallery, query_bank, gallery_bank, para
     renormalized, then :func:`invgc_grid_scores` over the grid's ``rho_q``/``pool_rate``).
 
     ``param_grid``: ``kind`` values, ``sides`` values (alone; with InvGC both sides), and the
-    projection form's ``rho_q`` and ``pool_rate`` (the renormalized query bank only). Yields ``params`` (``kind``, ``sides`` or the InvGC keywords) and
-    scores (n_queries, n_gallery) float64, as :func:`invgc_grid_scores` does.
+    projection form's ``rho_q`` and ``pool_rate`` (the renormalized query bank only). Yields
+    ``params`` (``kind``, ``sides`` or the InvGC keywords) and scores (n_queries, n_gallery)
+    float64, as :func:`invgc_grid_scores` does.
     """
     sides_values = ("both",) if invgc else param_grid.get("sides", ("both",))
     for kind in param_grid.get("kind", ("R1",)):
