@@ -137,6 +137,8 @@ def main():
                     with open(args.json, "w") as f:
                         json.dump(rows, f, indent=1)
     invgc = next(r for r in rows if r["mode"] == "invgc")
+    from machine import describe
+    print(describe())
     print(f"build: generated cone rows, n = {args.n:,} x 384 added in batches of {BATCH:,}, "
           f"query bank {args.bank:,} rows (InvGC defaults: sampled to "
           f"{invgc['bank_rows_k'][0][0]:,}, k = {invgc['bank_rows_k'][0][1]}), inner training on "
