@@ -71,18 +71,22 @@ def one_blas_thread():
                 _limit = None
 
 
-_pool = None
-_pool_key = None
+_pools = {}
+_pools_pid = None
+_pools_lock = threading.Lock()
 
 
 def _executor(workers):
-    """The shared block pool (made anew after a fork or for another thread count)."""
-    global _pool, _pool_key
-    key = (os.getpid(), workers)
-    if _pool_key != key:
-        _pool = ThreadPoolExecutor(workers, thread_name_prefix="invgc-blocks")
-        _pool_key = key
-    return _pool
+    """A block pool of ``workers`` threads, one per size, kept for the process (at most one per
+    numba thread count; made anew after a fork, where the parent's threads do not exist)."""
+    global _pools_pid
+    with _pools_lock:
+        if _pools_pid != os.getpid():
+            _pools.clear()
+            _pools_pid = os.getpid()
+        if workers not in _pools:
+            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="invgc-blocks")
+        return _pools[workers]
 
 
 def spans(n, start, rows):
