@@ -57,7 +57,7 @@ WARN_MAX_SAMPLE_CHANGE = 0.65
 #: The default projection form runs only on a crowded query bank: where the mean direction of a
 #: probe row's pool neighbours shares at least this much with the bank's mean direction (mean
 #: cosine over CROWDING_PROBES rows of the bank sample). Below it the defaults are the identity.
-#: Chosen on 46 settings (benchmarks/spread_study.py, docs/results.md "Where there is no cone"):
+#: Chosen on 45 settings (benchmarks/spread_study.py, docs/results.md "Where there is no cone"):
 #: every setting where the projection form lost more than 0.5 R@1 to plain faiss measured at most
 #: 0.825 (E5 verses centered on a shared mean); the real sets where it gained measured 0.900 to
 #: 0.996 (a static encoder's paraphrases 0.900 and 0.926, E5 verses as they come 0.994-0.996).
