@@ -1,7 +1,7 @@
 """Renormalization (Ren, Sun, Liang, arXiv 2511.11041): remove each side's mean, then renormalize.
 
 Embeddings of one side share a mean ``mu`` that is nearly the same for every input; removing it
-is the simplest cure for a crowded cone, and the baseline InvGC must beat (docs/science.md §8).
+is the simplest cure for a crowded cone, and the baseline InvGC must beat (docs/science.md §1e).
 Two kinds, per side (``mu`` the mean of that side's bank rows, ``û = mu / |mu|``)::
 
     R1:  x -> normalize(x - mu)

@@ -43,7 +43,7 @@ def _dbnorm(params, query_bank, gallery_bank):
 
 
 def _renorm(params, query_bank, gallery_bank):
-    """Renormalization (docs/science.md §4, §8): R1 or R2, both sides or the queries only."""
+    """Renormalization (docs/science.md §1e, §6): R1 or R2, both sides or the queries only."""
     renorm = Renormalization(params["kind"], params["sides"]).fit(query_bank, gallery_bank)
     return lambda d: InvGCIndex(faiss.IndexFlatIP(d), query_bank=query_bank,
                                 gallery_bank=gallery_bank, alignment=renorm, rho_g=0.0,

@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from ..rebalance import ALIGNMENTS
+from .metrics import degeneration
 from .stress import SIDE_ARRAYS
 
 VARIANTS = ("as_is", "centered_shared", "centered_per_side", "whitened", "itc")
@@ -72,15 +73,11 @@ def spread_variant(split, variant, *, itc_epochs=None, seed=0):
 
 
 def crowding(rows, sample=2000, seed=0):
-    """``(mean cosine, nearest-neighbour cosine)`` of unit rows (n, d): the mean pairwise cosine
-    (``|mean row|^2`` corrected for the diagonal) and the mean cosine of each row to its nearest
-    other row, over a seeded sample of at most ``sample`` rows."""
-    rows = np.asarray(rows, dtype=np.float64)
+    """``(mean cosine, nearest-neighbour cosine)`` of unit rows (n, d)
+    (:func:`invgc_faiss.lab.metrics.degeneration`) over a seeded sample of at most ``sample``
+    rows."""
+    rows = np.asarray(rows)
     if rows.shape[0] > sample:
         rows = rows[np.random.default_rng(seed).choice(rows.shape[0], sample, replace=False)]
-    n = rows.shape[0]
-    total = rows.sum(axis=0)
-    mean_cos = (total @ total - n) / (n * (n - 1))
-    sims = rows @ rows.T
-    np.fill_diagonal(sims, -np.inf)
-    return float(mean_cos), float(sims.max(axis=1).mean())
+    measured = degeneration(rows)
+    return measured["mean_cos"], measured["nn_cos"]

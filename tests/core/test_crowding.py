@@ -1,5 +1,5 @@
 """The defaults where there is no cone: the fit measures the query bank's crowding and leaves
-vectors unchanged where the projection form harms (docs/science.md §8)."""
+vectors unchanged where the projection form harms (docs/science.md §1e)."""
 import warnings
 
 import faiss
