@@ -252,7 +252,8 @@ def run(offsets, names, full_banks, sample_rows, rates, searched, *, spec, pool_
         if sample_rows.get(name) is not None:
             report.kept[name] = (off.bank.shape[0], full.shape[0])
             rows = banks.other_sample_rows(full.shape[0], sample_rows[name], seed + 1)
-            others[name] = LocalAdjOffset(banks.rows_of(full, rows), pool_rate)
+            others[name] = LocalAdjOffset(banks.rows_of(full, rows), pool_rate,
+                                          n_components=off.n_components)
             report.sample_agreement[name] = _agreement(
                 _exact(off, pool_rate), others[name], probes)
     active = rates.active(names)

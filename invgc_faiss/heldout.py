@@ -12,7 +12,7 @@ import numpy as np
 
 from . import banks
 from .measures import diagonal_ranks
-from .offsets import FullOffset, LocalAdjOffset
+from .offsets import DEFAULT_COMPONENTS, FullOffset, LocalAdjOffset
 from .query_side import bank_direction
 from .rates import BANKS, RATE_NAMES, Rates
 from .renormalization import Renormalization
@@ -51,7 +51,8 @@ def invgc_grid_ranks(queries, gallery, query_bank, gallery_bank, form, param_gri
 
 
 def invgc_grid_scores(queries, gallery, query_bank, gallery_bank, form, param_grid, *,
-                      variant="localadj", max_bank_size=None, progress=None):
+                      variant="localadj", max_bank_size=None,
+                      n_components=DEFAULT_COMPONENTS, progress=None):
     """Corrected held-out scores ``q . x'`` of every InvGC parameter set in a grid.
 
     Parameters
@@ -64,6 +65,8 @@ def invgc_grid_scores(queries, gallery, query_bank, gallery_bank, form, param_gr
         ``(0,)``) and, for LocalAdj, ``pool_rate`` (missing: ``(0.01,)``).
     variant : {"localadj", "full"}
     max_bank_size : int or None, as for :class:`~invgc_faiss.InvGC` (``bank_seed`` 0)
+    n_components : int or None, as for :class:`~invgc_faiss.InvGC` (its default: the offsets
+        held-out rows get are those the tuned index computes)
     progress : callable(n_done_increment, total), optional
 
     Yields
@@ -84,7 +87,7 @@ def invgc_grid_scores(queries, gallery, query_bank, gallery_bank, form, param_gr
         offsets = np.empty((len(names),) + gallery.shape, dtype=np.float32)
         for slot, bank in enumerate(sampled):
             if variant == "localadj":
-                offset = LocalAdjOffset(bank, pool_rate)
+                offset = LocalAdjOffset(bank, pool_rate, n_components=n_components)
             else:
                 offset = FullOffset(bank)
                 offset.set_gallery_mean(gallery.mean(axis=0, dtype=np.float64))

@@ -41,8 +41,7 @@ GATHER_BLOCK_BYTES = 6 << 20
 GATHER_CHUNK_ROWS = 4096
 
 
-@njit(parallel=True, cache=True)
-def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found, block_rows=0):
+def _weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found, block_rows=0):
     """LocalAdj offsets and degrees from a top-k bank search, over the neighbours found.
 
     For each row ``i``, with ``F_i = {j : nbrs[i, j] >= 0}`` the neighbours the bank index found
@@ -124,6 +123,13 @@ def weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found, block_row
                 offsets[i, c] = acc[r, c] * inv
 
 
+#: :func:`_weighted_neighbour_mean` over all numba threads (``prange``), and on the calling
+#: thread alone (``nogil``; the first call of any parallel kernel costs a process 0.35 s of
+#: numba's parallel runtime start, which a fit's few hundred probe rows need not pay)
+weighted_neighbour_mean = njit(parallel=True, cache=True)(_weighted_neighbour_mean)
+weighted_neighbour_mean_serial = njit(cache=True, nogil=True)(_weighted_neighbour_mean)
+
+
 #: Most buckets of the histogram :func:`_kth_largest` counts a row into (a quarter of the row's
 #: length, at least 16), so that the bucket holding the k-th largest value holds a few entries
 HIST_BUCKETS = 4096
@@ -136,9 +142,9 @@ def hist_buckets(m):
 
 
 @njit(cache=True)
-def _kth_largest(row, k, counts, candidates):
-    """The k-th largest value of ``row`` (m,) float32 (1 <= k < m, finite values) and how many
-    entries are greater than it and equal to it. No sort and no heap: one pass finds the row's
+def _kth_by_histogram(row, k, counts, candidates):
+    """:func:`_kth_largest` where the counting passes do not close in (ties, odd shapes). No
+    sort and no heap: one pass finds the row's
     range, one counts the entries into ``counts`` (nb,) int32 equal buckets of it, a walk down
     from the top bucket finds the bucket holding the k-th largest, and one pass collects that
     bucket's entries into ``candidates`` (m,), where a partition finds the value. The bucket of
@@ -169,6 +175,144 @@ def _kth_largest(row, k, counts, candidates):
     need = k - above
     kth = np.partition(candidates[:found], found - need)[found - need]
     greater, equal = above, 0
+    for t in range(found):
+        greater += candidates[t] > kth
+        equal += candidates[t] == kth
+    return kth, greater, equal
+
+
+#: The counting passes of :func:`_bracket` stop once at most this many entries lie between the
+#: two thresholds (they are then collected and the k-th found among them)
+WINDOW = 64
+#: ... or after this many passes, leaving the row to the histogram (:func:`_kth_by_histogram`)
+BRACKET_PASSES = 8
+
+
+@njit(cache=True, nogil=True)
+def _normal_quantile(p):
+    """z with P(Z > z) = p for a standard normal Z, 0 < p < 1, to about 5e-4 (Abramowitz and
+    Stegun 26.2.23): only a first guess of where the k-th largest of a row lies."""
+    q = min(p, 1.0 - p)
+    t = np.sqrt(-2.0 * np.log(q))
+    z = t - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (
+        1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t)
+    return z if p <= 0.5 else -z
+
+
+@njit(cache=True, nogil=True)
+def _count_two(row, a, b):
+    """How many entries of ``row`` are >= ``a`` and >= ``b`` (one vectorized pass)."""
+    ca = 0
+    cb = 0
+    for j in range(row.shape[0]):
+        v = row[j]
+        ca += v >= a
+        cb += v >= b
+    return ca, cb
+
+
+@njit(cache=True, nogil=True)
+def _bracket(row, k):
+    """Thresholds ``lo < hi`` with ``#(row >= lo) >= k > #(row >= hi)`` and at most
+    :data:`WINDOW` entries in ``[lo, hi)``: ``(lo, n_lo, hi, n_hi, True)``, the counts
+    ``n = #(row >= threshold)``; ``(.., False)`` when :data:`BRACKET_PASSES` passes do not get
+    there. The first guess is a normal fit to 128 strided entries; each pass counts two
+    thresholds around the guess, and the next guess moves by the counts seen (their spacing
+    gives the density of entries there). Every threshold is a float32 the row is compared
+    with, so the counts, and what is derived from them, are exact."""
+    m = row.shape[0]
+    stride = max(1, m // 128)
+    s1 = 0.0
+    s2 = 0.0
+    ns = 0
+    for j in range(0, m, stride):
+        v = np.float64(row[j])
+        s1 += v
+        s2 += v * v
+        ns += 1
+    mean = s1 / ns
+    var = s2 / ns - mean * mean
+    lo, n_lo, hi, n_hi = -np.inf, m, np.inf, 0
+    if not var > 1e-14 or k >= m:
+        return np.float32(lo), n_lo, np.float32(hi), n_hi, False
+    std = np.sqrt(var)
+    z = _normal_quantile(k / m)
+    density = m * np.exp(-0.5 * z * z) / (2.5066282746310002 * std)  # entries per unit
+    centre = mean + z * std
+    for _ in range(BRACKET_PASSES):
+        half = 16.0 / density
+        a = np.float32(centre - half)
+        b = np.float32(centre + half)
+        if lo > -np.inf and hi < np.inf:
+            a = a if a > lo else np.float32(lo)
+            b = b if b < hi else np.float32(hi)
+        ca, cb = _count_two(row, a, b)
+        if ca >= k:
+            if a > lo:
+                lo, n_lo = a, ca
+        elif a < hi:
+            hi, n_hi = a, ca
+        if cb >= k:
+            if b > lo:
+                lo, n_lo = b, cb
+        elif b < hi:
+            hi, n_hi = b, cb
+        if lo > -np.inf and hi < np.inf and n_lo - n_hi <= WINDOW:
+            return np.float32(lo), n_lo, np.float32(hi), n_hi, True
+        if ca > cb and b > a:
+            density = (ca - cb) / (np.float64(b) - np.float64(a))
+        centre = np.float64(a) + (ca - k) / density
+        if lo > -np.inf and hi < np.inf and not (lo < centre < hi):
+            centre = 0.5 * (np.float64(lo) + np.float64(hi))
+    return np.float32(lo), n_lo, np.float32(hi), n_hi, False
+
+
+@njit(cache=True, nogil=True)
+def _select_descending(buf, n, r):
+    """The ``r``-th largest (from 0) of ``buf[:n]``, reordering it in place (quickselect,
+    median-of-three pivots)."""
+    left, right = 0, n - 1
+    while left < right:
+        mid = (left + right) // 2
+        a, b, c = buf[left], buf[mid], buf[right]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = left, right
+        while i <= j:
+            while buf[i] > pivot:
+                i += 1
+            while buf[j] < pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if r <= j:
+            right = j
+        elif r >= i:
+            left = i
+        else:
+            return buf[r]
+    return buf[left]
+
+
+@njit(cache=True, nogil=True)
+def _kth_largest(row, k, counts, candidates):
+    """The k-th largest value of ``row`` (m,) float32 (1 <= k < m, finite values) and how many
+    entries are greater than it and equal to it; ``counts`` (nb,) int32 and ``candidates``
+    (m,) float32 are scratch. Counting passes close in on it (:func:`_bracket`, two or three
+    vectorized passes on most rows), one pass collects the entries between the two thresholds
+    and a quickselect finds it among them; rows where the passes do not close in go to
+    :func:`_kth_by_histogram`. Exact either way."""
+    lo, n_lo, hi, n_hi, ok = _bracket(row, k)
+    if not ok:
+        return _kth_by_histogram(row, k, counts, candidates)
+    found = 0
+    for j in range(row.shape[0]):  # branch-free: every entry is written, those between advance
+        v = row[j]
+        candidates[found] = v
+        found += (v >= lo) & (v < hi)
+    kth = _select_descending(candidates, found, k - n_hi - 1)  # reorders candidates[:found]
+    greater, equal = n_hi, 0
     for t in range(found):
         greater += candidates[t] > kth
         equal += candidates[t] == kth
@@ -269,7 +413,119 @@ def keep_top_k(scores, k, degrees):
         degrees[i] = total
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
+def _pool_columns(row, k, columns, candidates, candidate_columns, counts):
+    """The columns of ``row``'s ``k`` largest entries into ``columns[:k]`` (the same entries as
+    :func:`top_k_of_rows`, ties at rank k to the lowest columns): those above the bracket's
+    upper threshold first, then those from between the thresholds, each in column order. One
+    pass collects both (:func:`_bracket`); rows it does not close in on take the histogram."""
+    m = row.shape[0]
+    lo, n_lo, hi, n_hi, ok = _bracket(row, k)
+    if ok:
+        sure = 0
+        found = 0
+        for j in range(m):  # branch-free
+            v = row[j]
+            columns[sure] = j
+            sure += v >= hi
+            candidates[found] = v
+            candidate_columns[found] = j
+            found += (v >= lo) & (v < hi)
+        scratch = candidates[m:m + found]
+        scratch[:] = candidates[:found]
+        kth = _select_descending(scratch, found, k - n_hi - 1)
+        greater = 0
+        for t in range(found):
+            greater += candidates[t] > kth
+        ties = k - n_hi - greater
+        slot = sure
+        for t in range(found):
+            v = candidates[t]
+            keep = v > kth or (v == kth and ties > 0)
+            ties -= keep and v == kth
+            columns[slot] = candidate_columns[t]
+            slot += keep
+        return
+    kth, greater, equal = _kth_by_histogram(row, k, counts, candidates)
+    ties = k - greater
+    slot = 0
+    for j in range(m):
+        v = row[j]
+        keep = v > kth or (v == kth and ties > 0)
+        ties -= keep and v == kth
+        columns[slot] = j
+        slot += keep
+
+
+@njit(cache=True, nogil=True)
+def reduced_pool_means(scores, k, bank, offsets, degrees):
+    """LocalAdj offsets in a reduced space: for each row, its ``k`` largest ``scores`` (the
+    entries :func:`top_k_of_rows` keeps) weight the matching ``bank`` rows,
+    ``offsets[i] = (1/k) sum_j s_ij bank[j]``, ``degrees[i] = sum_j s_ij`` (float64
+    accumulation). Serial and ``nogil`` (one call per row block). The bank rows are summed in
+    float32, in a fixed order per row (``_pool_columns``), so a row's result depends on nothing
+    else.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n, m), float32, a row block's similarities to the bank rows
+    k : int, 1 <= k <= m
+    bank : ndarray of shape (m, p), float32
+    offsets : ndarray of shape (n, p), float32, output
+    degrees : ndarray of shape (n,), float32, output
+    """
+    n, m = scores.shape
+    p = bank.shape[1]
+    columns = np.arange(m + 1)
+    candidates = np.empty(2 * m, np.float32)
+    candidate_columns = np.empty(m + 1, np.int64)
+    counts = np.empty(hist_buckets(m), np.int32)
+    total = np.empty(p, np.float32)
+    inv_k = np.float32(1.0 / k)
+    for i in range(n):
+        row = scores[i]
+        if k < m:
+            _pool_columns(row, k, columns, candidates, candidate_columns, counts)
+        s0, s1, s2, s3 = 0.0, 0.0, 0.0, 0.0
+        q = 0
+        while q + 4 <= k:
+            s0 += row[columns[q]]
+            s1 += row[columns[q + 1]]
+            s2 += row[columns[q + 2]]
+            s3 += row[columns[q + 3]]
+            q += 4
+        while q < k:
+            s0 += row[columns[q]]
+            q += 1
+        total[:] = 0.0
+        for q in range(k):
+            j = columns[q]
+            w = row[j]
+            for c in range(p):
+                total[c] += w * bank[j, c]
+        degrees[i] = (s0 + s1) + (s2 + s3)
+        for c in range(p):
+            offsets[i, c] = total[c] * inv_k
+
+
+@njit(cache=True, nogil=True)
+def row_dots(x, offsets, x_dot_o, o_dot_o):
+    """``x_dot_o[i] = x[i] . offsets[i]`` and ``o_dot_o[i] = offsets[i] . offsets[i]``,
+    float64 sums of float32 rows (n, d), written into the float64 (n,) outputs. Serial and
+    ``nogil``: callers run row chunks side by side (:func:`invgc_faiss.row_blocks.map_rows`)."""
+    n, d = x.shape
+    for i in range(n):
+        xo = 0.0
+        oo = 0.0
+        for c in range(d):
+            o = np.float64(offsets[i, c])
+            xo += np.float64(x[i, c]) * o
+            oo += o * o
+        x_dot_o[i] = xo
+        o_dot_o[i] = oo
+
+
+@njit(cache=True, nogil=True)
 def subtract_normalize_combine(x, offsets, rates, out):
     """Combine per-bank corrections into the stored vectors (docs/science.md §1a, §1b).
 
@@ -280,7 +536,8 @@ def subtract_normalize_combine(x, offsets, rates, out):
 
     The paper's form passes the same rate for every row; the projection form passes
     ``rho_b (x . o_b) / (o_b . o_b)`` (see :mod:`invgc_faiss.rates`).
-    ``normalize(0) = 0``: a row cancelled exactly stays zero instead of becoming NaN.
+    ``normalize(0) = 0``: a row cancelled exactly stays zero instead of becoming NaN. Serial
+    and ``nogil``: callers run row chunks side by side (:func:`invgc_faiss.row_blocks.map_rows`).
 
     Parameters
     ----------
@@ -290,9 +547,10 @@ def subtract_normalize_combine(x, offsets, rates, out):
     out : ndarray of shape (n, d), float32, output
     """
     nb, n, d = offsets.shape
-    for i in prange(n):
-        total = np.zeros(d, dtype=np.float64)
-        y = np.empty(d, dtype=np.float64)
+    total = np.empty(d, dtype=np.float64)
+    y = np.empty(d, dtype=np.float64)
+    for i in range(n):
+        total[:] = 0.0
         for b in range(nb):
             sq = 0.0
             r = rates[b, i]

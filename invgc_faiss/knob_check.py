@@ -87,11 +87,13 @@ def check_knobs(query_bank, gallery_bank, knobs, *, params=None, holdout=0.1, ma
     knobs : dict ``{name: {InvGC keyword: value}}``
         The settings to check, e.g. ``{"IVF auto": {"query_bank_index": "IVF1024,Flat"},
         "HNSW ef 64": {"query_bank_index": "HNSW32", "bank_search_params": "efSearch=64"},
-        "sample 4096": {"max_bank_size": 4096}}``.
+        "sample 4096": {"max_bank_size": 4096}, "64 dims": {"n_components": 64}}``.
     params : dict, optional
         The correction the knobs are applied to (form, rates, ``pool_rate``), as for
         :class:`~invgc_faiss.InvGC`; default the constructor's defaults. The reference uses these
-        with exact bank search over the whole banks (``max_bank_size=None``).
+        with exact bank search over the whole banks in all d dimensions
+        (``max_bank_size=None, n_components=None``); a knob sets what it names, the rest as the
+        reference.
     holdout : float or int
         Held-out pairs: a share or a count (at most ``max_holdout``, at least 50).
     max_holdout : int
@@ -114,7 +116,7 @@ def check_knobs(query_bank, gallery_bank, knobs, *, params=None, holdout=0.1, ma
                               what="check_knobs")
     queries, gallery = query_bank[held], gallery_bank[held]
     banks = {"query_bank": query_bank[rest], "gallery_bank": gallery_bank[rest]}
-    base = {**(params or {}), "max_bank_size": None}
+    base = {**(params or {}), "max_bank_size": None, "n_components": None}
     settings = [("exact", {})] + list(knobs.items())
     built = {}  # factory string -> bank index over the banks here, shared by the settings
     rows, reference_hits = [], None
@@ -183,8 +185,9 @@ def _shared_bank_indexes(knob, banks, built):
 
 def _resolved(knob, correction):
     """The knob as InvGC keyword arguments, with the bank search settings "auto" chose and
-    ``max_bank_size=None`` unless the knob samples (the setting as checked: whole banks)."""
-    resolved = {"max_bank_size": None, **knob}
+    ``max_bank_size=None, n_components=None`` unless the knob sets them (the setting as checked:
+    whole banks, all d dimensions)."""
+    resolved = {"max_bank_size": None, "n_components": None, **knob}
     if correction.report_.bank_search_params is not None:
         resolved["bank_search_params"] = correction.report_.bank_search_params
     return resolved

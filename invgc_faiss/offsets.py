@@ -37,6 +37,7 @@ import numpy as np
 
 from . import gpu, kernels, row_blocks
 from .bank_search import build_bank_index, exact_top_k, is_exact
+from .projected_bank import uncentred_projection
 from .scoring import combine
 
 VARIANTS = ("localadj", "full")
@@ -45,6 +46,9 @@ VARIANTS = ("localadj", "full")
 #: 2k-4k rows (at 0.05 on 20k-100k rows within 3 % of the gather), the gather faster at 0.02 and
 #: below (benchmarks/dense_crossover.py)
 PRODUCT_MIN_POOL = 0.05
+#: The product path runs in the bank's top this-many uncentred principal directions by default
+#: (:func:`reduced_offsets`): 5x less arithmetic at d = 384 (benchmarks/bench_reduced.py)
+DEFAULT_COMPONENTS = 64
 
 
 def pool_size(pool_rate, bank_size):
@@ -63,13 +67,27 @@ class LocalAdjOffset:
     device : {"cpu", "gpu"}, as resolved by :func:`invgc_faiss.gpu.resolve_device`
         ``"gpu"`` moves an exact bank (``bank_index=None``) to the GPU (:class:`gpu.GpuBank`);
         the CPU ``bank_index`` stays for the fit-time checks.
+    n_components : int or None
+        With an exact bank on the CPU, a pool of at least ``PRODUCT_MIN_POOL`` and
+        ``n_components < d``: offsets by :func:`reduced_offsets` in the bank's top
+        ``n_components`` uncentred principal directions (``basis``, (p, d)). None: the exact
+        product path.
     """
 
-    def __init__(self, bank, pool_rate, bank_index=None, device="cpu"):
+    def __init__(self, bank, pool_rate, bank_index=None, device="cpu", n_components=None):
         self.bank = bank
         self.k = pool_size(pool_rate, bank.shape[0])
         self.on_gpu = gpu.GpuBank(bank, self.k) if device == "gpu" and bank_index is None else None
         self.bank_index = build_bank_index(bank, bank_index)
+        self.n_components = n_components
+        self.basis = self.bank_reduced = None
+        if (n_components is not None and n_components < bank.shape[1] and self.on_gpu is None
+                and self._product_path()):
+            self.basis = principal_basis(bank, n_components)
+            self.bank_reduced = np.ascontiguousarray(bank @ self.basis.T)
+
+    def _product_path(self):
+        return is_exact(self.bank_index) and self.k >= PRODUCT_MIN_POOL * self.bank.shape[0]
 
     def __call__(self, x, offsets, degrees, start=0):
         """Write ``off(x)`` into ``offsets`` (n, d) and ``deg(x)`` into ``degrees`` (n,);
@@ -77,13 +95,15 @@ class LocalAdjOffset:
         position of ``x[0]`` (:mod:`invgc_faiss.row_blocks`)."""
         if self.on_gpu is not None:
             return self.on_gpu(x, offsets, degrees)
-        if is_exact(self.bank_index) and self.k >= PRODUCT_MIN_POOL * self.bank.shape[0]:
+        if self.basis is not None:
+            reduced_offsets(x, self.basis, self.bank_reduced, self.k, offsets, degrees, start)
+            return np.full(x.shape[0], self.k, dtype=np.int64)
+        if self._product_path():
             product_offsets(x, self.bank, self.k, offsets, degrees, start)
             return np.full(x.shape[0], self.k, dtype=np.int64)
         sims, nbrs = self.top_k(x, start)
         found = np.empty(x.shape[0], dtype=np.int64)
-        with kernels.threads_for(x.shape[0]):
-            kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets, degrees, found)
+        _neighbour_mean(self.bank, sims, nbrs, offsets, degrees, found)
         return found
 
     def top_k(self, x, start=0):
@@ -98,8 +118,8 @@ class LocalAdjOffset:
         """Offsets (n, d) float32 from a search result ``sims, nbrs`` (n, k) of this bank."""
         n = sims.shape[0]
         offsets = np.empty((n, self.bank.shape[1]), dtype=np.float32)
-        kernels.weighted_neighbour_mean(self.bank, sims, nbrs, offsets,
-                                        np.empty(n, np.float32), np.empty(n, np.int64))
+        _neighbour_mean(self.bank, sims, nbrs, offsets, np.empty(n, np.float32),
+                        np.empty(n, np.int64))
         return offsets
 
 
@@ -158,6 +178,58 @@ def product_offsets(x, bank, k, offsets, degrees, start=0):
         sums = np.empty(rows, dtype=np.float32)
         kernels.keep_top_k(scores, k, sums)
         return np.divide(scores @ bank, np.float32(k)), sums
+
+    row_blocks.map_blocks(x, start, rows, work, (offsets, degrees))
+
+
+def _neighbour_mean(bank, sims, nbrs, offsets, degrees, found):
+    """``kernels.weighted_neighbour_mean`` over all threads, on the calling thread for batches
+    under ``kernels.SERIAL_ROWS`` rows (the fit's probes: no parallel runtime to start)."""
+    if sims.shape[0] < kernels.SERIAL_ROWS:
+        kernels.weighted_neighbour_mean_serial(bank, sims, nbrs, offsets, degrees, found)
+    else:
+        kernels.weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found)
+
+
+def principal_basis(bank, n_components):
+    """The top ``n_components`` eigenvectors of ``B^T B`` as rows, float32 (p, d), each signed
+    so that its largest entry in absolute value is positive (LAPACKs may return either sign;
+    the offsets do not depend on it but their rounding would)."""
+    basis, _ = uncentred_projection(bank, n_components)
+    lead = basis[np.arange(basis.shape[0]), np.argmax(np.abs(basis), axis=1)]
+    return np.ascontiguousarray(basis * np.where(lead < 0, -1, 1).astype(np.float32)[:, None])
+
+
+def reduced_offsets(x, basis, bank_reduced, k, offsets, degrees, start=0):
+    """LocalAdj offsets in the bank's principal subspace, per row block: ``x~ = X V^T``,
+    ``S~ = x~ B~^T`` with ``B~ = B V^T`` (similarities in ``p`` dimensions), each row's k
+    largest kept (the same rule as the exact path, on ``S~``), their bank rows summed in ``p``
+    dimensions (``kernels.reduced_pool_means``) and lifted back, ``off = (1/k) sum s~_j b~_j V``.
+
+    ``V`` (``basis``) holds the top ``p`` eigenvectors of ``B^T B``, so ``s~_j`` is ``x . b_j``
+    less the part outside them, and ``off`` is the exact offset's projection onto them when the
+    pool is the same. Arithmetic per row: ``2 p (d + M)`` multiply-adds and a sum over ``k``
+    rows of ``p``, against ``2 M d`` for :func:`product_offsets` (docs/science.md §1f).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d), float32
+    basis : ndarray of shape (p, d), float32, orthonormal rows
+    bank_reduced : ndarray of shape (M, p), float32, ``bank @ basis.T``
+    k : int, 1 <= k <= M
+    offsets : ndarray of shape (n, d), float32, output
+    degrees : ndarray of shape (n,), float32, output: the sums of the k reduced similarities
+    start : int, the grid position of ``x[0]`` (:mod:`invgc_faiss.row_blocks`)
+    """
+    rows = row_blocks.block_rows(bank_reduced.shape[0])
+    basis_t = np.ascontiguousarray(basis.T)
+
+    def work(block):
+        scores = (block @ basis_t) @ bank_reduced.T
+        reduced = np.empty((rows, basis.shape[0]), dtype=np.float32)
+        sums = np.empty(rows, dtype=np.float32)
+        kernels.reduced_pool_means(scores, k, bank_reduced, reduced, sums)
+        return reduced @ basis, sums
 
     row_blocks.map_blocks(x, start, rows, work, (offsets, degrees))
 

@@ -203,9 +203,9 @@ def _refitted(header, arrays, device, cls):
     bank_indexes = {f"{name}_bank_index": faiss.deserialize_index(arrays[f"bank_index_{name}"])
                     for name in names if f"bank_index_{name}" in arrays}
     # defaults of files written before a parameter existed: whole banks (before bank sampling),
-    # every bank checked in rerank mode (before fixed_rates)
+    # every bank checked in rerank mode (before fixed_rates), exact products (before n_components)
     params = {"max_bank_size": None, "fixed_rates": cls is not InvGCRerankIndex,
-              **header["params"]}
+              "n_components": None, **header["params"]}
     correction = InvGC(**params, **bank_indexes, device=device)
     correction.fit(**{f"{name}_bank": arrays[f"bank_{name}"] for name in names})
     if "gallery_mean" in arrays:

@@ -33,6 +33,7 @@ import dataclasses
 
 import numpy as np
 
+from . import kernels, row_blocks
 from .validation import check_rate
 
 FORMS = ("paper", "projection")
@@ -182,8 +183,11 @@ class Rates:
         float64 (n,)."""
         if self.form == "paper":
             return np.full(x.shape[0], float(rate))
-        o = offsets.astype(np.float64)
-        return self.item_rates(rate, np.einsum("ij,ij->i", x, o), np.einsum("ij,ij->i", o, o))
+        x, offsets = (np.ascontiguousarray(a, np.float32) for a in (x, offsets))
+        x_dot_o, o_dot_o = np.empty(x.shape[0]), np.empty(x.shape[0])
+        row_blocks.map_rows(x.shape[0], lambda i, j: kernels.row_dots(
+            x[i:j], offsets[i:j], x_dot_o[i:j], o_dot_o[i:j]))
+        return self.item_rates(rate, x_dot_o, o_dot_o)
 
     def to_dict(self):
         """JSON-ready ``{"form": ..., "gallery": ..., "query": ...}`` (files keep this)."""

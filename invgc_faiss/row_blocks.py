@@ -134,6 +134,26 @@ def map_blocks(x, start, rows, work, outputs):
                 pass
 
 
+#: :func:`map_rows` runs batches of fewer rows on the calling thread, and cuts larger ones into
+#: chunks of at least this many rows
+CHUNK_ROWS = 1024
+
+
+def map_rows(n, work):
+    """Call ``work(first, stop)`` over chunks of ``range(n)`` side by side on the block pool,
+    for per-row kernels (serial ``nogil`` Numba kernels) whose rows do not depend on each other:
+    the result is the same whatever the chunks. Batches under :data:`CHUNK_ROWS` rows run on
+    the calling thread (no pool wake-up for a small add)."""
+    workers = numba.get_num_threads()
+    if n < CHUNK_ROWS or workers <= 1:
+        work(0, n)
+        return
+    size = max(CHUNK_ROWS, -(-n // (4 * workers)))
+    chunks = [(first, min(n, first + size)) for first in range(0, n, size)]
+    for _ in _executor(workers).map(lambda span: work(*span), chunks):
+        pass
+
+
 def product(x, matrix, start=0):
     """``x @ matrix`` computed block by block (:func:`map_blocks`): a row's result does not
     depend on its batch.

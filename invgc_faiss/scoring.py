@@ -17,7 +17,7 @@ depends on the rates, so they can change after the offsets are computed. In the 
 """
 import numpy as np
 
-from . import kernels
+from . import kernels, row_blocks
 
 N_SCALARS = 6
 
@@ -53,8 +53,8 @@ def combine(x, offsets, rates, names, out=None):
     per_item = np.empty((len(active), x.shape[0]), dtype=np.float64)
     for slot, b in enumerate(active):
         per_item[slot] = rates.row_rates(bank_rates[b], x, used[slot])
-    with kernels.threads_for(x.shape[0]):
-        kernels.subtract_normalize_combine(x, used, per_item, out)
+    row_blocks.map_rows(x.shape[0], lambda i, j: kernels.subtract_normalize_combine(
+        x[i:j], used[:, i:j], per_item[:, i:j], out[i:j]))
     return out
 
 

@@ -170,15 +170,17 @@ def test_positional_banks_keep_the_old_order_for_one_release(small_data):
         InvGC(**params).fit(s["bank_g"], gallery_bank=s["bank_g"])
 
 
+@pytest.mark.parametrize("n_components", [None, 8])
 @pytest.mark.parametrize("variant", ["localadj", "full"])
 @pytest.mark.parametrize("banks", ["query", "both"])
 def test_a_rows_correction_does_not_depend_on_the_batch_it_came_in(rng, banks, variant,
-                                                                   monkeypatch):
+                                                                   n_components, monkeypatch):
     """Bit for bit, on every BLAS kernel: one row at a time, odd batch sizes and one batch store
     the same vectors when each batch gives the position of its first row (``start``): every
     product runs over the row's fixed block of the grid, on one BLAS thread. Batches under
     SERIAL_ROWS run the gather and combine kernels on one thread, larger ones on all; the block
-    pool runs one worker or several."""
+    pool runs one worker or several. ``n_components=8``: the reduced path (d = 24), 8 the exact
+    one."""
     from invgc_faiss import kernels
     import numba
     monkeypatch.setattr(kernels, "SERIAL_ROWS", 10)  # sizes 1 and 7 serial, the rest parallel
@@ -186,7 +188,9 @@ def test_a_rows_correction_does_not_depend_on_the_batch_it_came_in(rng, banks, v
     x, bank_g, bank_q = (random_unit(rng, n, 24) for n in (300, 300, 200))
     given = {"query_bank": bank_q, "gallery_bank": bank_g if banks == "both" else None}
     correction = InvGC(pool_rate=0.05, rho_q=1.0, rho_g=1.0 if banks == "both" else None,
-                       variant=variant).fit(**given)
+                       variant=variant, n_components=n_components).fit(**given)
+    reduced = [getattr(off, "basis", None) is not None for off in correction.offsets_]
+    assert all(reduced) == (n_components is not None and variant == "localadj")
     whole, degrees = correction.correct(x)
     for size in (1, 7, 13, 299):
         parts = [correction.correct(x[i:i + size], i) for i in range(0, 300, size)]
@@ -201,7 +205,8 @@ def test_a_rows_correction_does_not_depend_on_the_batch_it_came_in(rng, banks, v
     with threadpoolctl.threadpool_limits(1):  # whatever BLAS thread count the caller set
         assert_array_equal(correction.correct(x)[0], whole)
     for pool in (0.05, 0.02):  # the second product, and the gather (smaller pools)
-        correction = InvGC(pool_rate=pool, rho_q=1.0).fit(query_bank=bank_q)
+        correction = InvGC(pool_rate=pool, rho_q=1.0,
+                           n_components=n_components).fit(query_bank=bank_q)
         whole = correction.correct(x)[0]
         parts = [correction.correct(x[i:i + 7], i)[0] for i in range(0, 300, 7)]
         assert_array_equal(np.concatenate(parts), whole)

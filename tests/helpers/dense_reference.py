@@ -81,3 +81,21 @@ def projection_invgc(x, banks, rhos, pool_rate, keeps=None):
     if not parts:
         return x.copy()
     return normalize(np.sum(parts, axis=0))
+
+
+def reduced_localadj_offset(x, bank, pool_rate, n_components):
+    """LocalAdj offset computed in the bank's top ``n_components`` uncentred principal
+    directions (docs/science.md §1f): ``V`` = the top eigenvectors of ``B^T B`` (float64), the
+    similarities ``(x V^T) . (b V^T)``, their stable top k, ``off = (1/k) sum s~ (b V^T) V``.
+    Returns ``(off (n, d), top (n, k) bank rows kept, kth (n,) the k-th similarity)``."""
+    x = np.asarray(x, np.float64)
+    bank = np.asarray(bank, np.float64)
+    k = max(1, math.floor(pool_rate * bank.shape[0]))
+    _, vectors = np.linalg.eigh(bank.T @ bank)
+    basis = vectors[:, ::-1][:, :n_components].T           # (p, d)
+    reduced_bank = bank @ basis.T                           # (M, p)
+    s = (x @ basis.T) @ reduced_bank.T                      # (n, M)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    s_top = np.take_along_axis(s, top, axis=1)
+    off = np.einsum("nk,nkp->np", s_top, reduced_bank[top]) @ basis / k
+    return off, top, s_top[:, -1]
