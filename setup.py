@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="invgc-faiss",
-    version="0.6.0",
+    version="0.7.0",
     description="Drop-in FAISS indexes that apply InvGC (inverse graph convolution) to the gallery at add() time",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -14,7 +14,7 @@ from .rerank import InvGCRerankIndex
 from .streaming import add_in_batches, transform_in_batches
 from .tuning import TuneResult, tune
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = ["InvGC", "InvGCIndex", "InvGCRerankIndex", "KnobReport", "QueryCorrection", "Rates",
            "Renormalization", "TuneResult", "add_in_batches", "check_knobs", "index_factory",

@@ -486,23 +486,27 @@ def reduced_pool_means(scores, k, bank, offsets, degrees):
         row = scores[i]
         if k < m:
             _pool_columns(row, k, columns, candidates, candidate_columns, counts)
+        total[:] = 0.0
         s0, s1, s2, s3 = 0.0, 0.0, 0.0, 0.0
         q = 0
-        while q + 4 <= k:
-            s0 += row[columns[q]]
-            s1 += row[columns[q + 1]]
-            s2 += row[columns[q + 2]]
-            s3 += row[columns[q + 3]]
+        while q + 4 <= k:  # four bank rows a step: a quarter of the loads and stores of total
+            j0, j1, j2, j3 = columns[q], columns[q + 1], columns[q + 2], columns[q + 3]
+            w0, w1, w2, w3 = row[j0], row[j1], row[j2], row[j3]
+            s0 += w0
+            s1 += w1
+            s2 += w2
+            s3 += w3
+            for c in range(p):
+                total[c] += (w0 * bank[j0, c] + w1 * bank[j1, c]) + (
+                    w2 * bank[j2, c] + w3 * bank[j3, c])
             q += 4
         while q < k:
-            s0 += row[columns[q]]
-            q += 1
-        total[:] = 0.0
-        for q in range(k):
             j = columns[q]
             w = row[j]
+            s0 += w
             for c in range(p):
                 total[c] += w * bank[j, c]
+            q += 1
         degrees[i] = (s0 + s1) + (s2 + s3)
         for c in range(p):
             offsets[i, c] = total[c] * inv_k

@@ -87,3 +87,19 @@ def test_a_ladder_shares_one_bank_index_and_cheapest_picks_within_the_loss(pairs
         report.cheapest(max_loss=-1)
     with pytest.raises(ValueError, match="no accuracy knob"):
         ladder("Flat")
+
+
+def test_the_reduced_path_is_a_knob_measured_against_the_exact_reference(pairs):
+    """The reference row is the exact path in all d dimensions whatever the default; a knob
+    setting ``n_components`` measures the reduced path, and says so in its resolved setting."""
+    qb, gb = pairs
+    report = invgc_faiss.check_knobs(qb, gb, {"8 dims": {"n_components": 8}, "same": {}},
+                                     params={**PARAMS, "n_components": 8}, holdout=300)
+    exact, reduced, same = report.rows
+    held, rest = heldout.holdout_rows(qb.shape[0], 300, 2000, np.random.default_rng(0),
+                                      minimum=50, what="")
+    corrected = ref.projection_invgc(gb[held], [qb[rest]], [1.0], 0.2)
+    assert exact["R@1"] == pytest.approx(
+        100 * np.mean(np.argmax(qb[held] @ corrected.T, axis=1) == np.arange(300)))
+    assert same["dR@1"] == 0
+    assert reduced["knob"]["n_components"] == 8 and same["knob"]["n_components"] is None

@@ -62,16 +62,19 @@ def test_tune_finds_the_gain_on_hubby_data_and_builds_that_index(hubby):
     assert json.loads(json.dumps(result.to_dict()))["params"] == result.params
 
 
-def test_held_out_score_of_the_chosen_form_matches_building_it(hubby):
-    """The no-rebuild scoring inside tune equals searching a built index on the same split."""
-    s = hubby
+@pytest.mark.parametrize("d", [32, 96])
+def test_held_out_score_of_the_chosen_form_matches_building_it(hubby, d):
+    """The no-rebuild scoring inside tune equals searching a built index on the same split; at
+    d = 96 both take the default reduced path (64 of 96 directions)."""
+    s = hubby if d == 32 else make_cone_pairs(n_test=10, n_bank=1500, d=d, seed=4)
     grid = {"projection": {"rho_g": (0.0,), "rho_q": (1.0,), "pool_rate": (0.2,)}}
     result = invgc_faiss.tune(s.bank_queries, s.bank_gallery, forms=("projection",), grid=grid,
                               holdout=300, seed=3)
     order = np.random.default_rng(3).permutation(s.bank_queries.shape[0])
     held, rest = np.sort(order[:300]), np.sort(order[300:])
-    index = InvGCIndex(faiss.IndexFlatIP(32), query_bank=s.bank_queries[rest],
+    index = InvGCIndex(faiss.IndexFlatIP(d), query_bank=s.bank_queries[rest],
                        gallery_bank=s.bank_gallery[rest], rho_g=0.0, rho_q=1.0, pool_rate=0.2)
+    assert (index.correction.offsets_[1].basis is not None) == (d > 64)
     index.add(s.bank_gallery[held])
     _, I = index.search(s.bank_queries[held], 1)
     row = next(r for r in result.rows if r["method"] == "projection")
