@@ -58,7 +58,7 @@ class InvGC:
     n_components : int or None
         LocalAdj over an exact bank with a pool of at least 5 % of it (the defaults): the
         similarities and offsets are computed in the bank's top ``n_components`` uncentred
-        principal directions (:func:`invgc_faiss.offsets.reduced_offsets`; 64: 4-5x less work per
+        principal directions (:func:`invgc_faiss.offsets.reduced_offsets`; 64: 4.7x less work per
         row at d = 384, test R@1 within 0.3 of the exact path on every real direction measured,
         docs/results.md). None, or at least ``d``: exactly, in all ``d`` dimensions (the path
         tested against the dense reference). Bank indexes, small pools and the GPU stay exact.
