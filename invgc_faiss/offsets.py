@@ -47,7 +47,8 @@ VARIANTS = ("localadj", "full")
 #: below (benchmarks/dense_crossover.py)
 PRODUCT_MIN_POOL = 0.05
 #: The product path runs in the bank's top this-many uncentred principal directions by default
-#: (:func:`reduced_offsets`): 4.7x less arithmetic at d = 384, 3.5x the throughput (benchmarks/bench_reduced.py)
+#: (:func:`reduced_offsets`): 4.7x less arithmetic at d = 384, 3-4x the throughput
+#: (benchmarks/bench_reduced.py)
 DEFAULT_COMPONENTS = 64
 
 
