@@ -1,37 +1,20 @@
 """Numba kernels of the InvGC correction and of rerank scoring.
 
 Kernels trust their inputs (float32 C-contiguous, shapes as documented, validated by the caller)
-and write into preallocated outputs. ``parallel=True`` with ``prange`` on the outer row loop only;
-sums are accumulated in float64 so results match the float64 dense reference to ~1e-7.
+and write into preallocated outputs. Most are serial and ``nogil``, called per row block or row
+chunk on the block pool (:mod:`invgc_faiss.row_blocks`); the rest use ``parallel=True`` with
+``prange`` on the outer row loop only. Sums are accumulated in float64 (the reduced pool sum:
+float32, in a fixed order per row) so results match the float64 dense reference to ~1e-7.
 """
-from contextlib import contextmanager
-
 import numba
 import numpy as np
 from numba import njit, prange
 
-#: Batches of fewer rows run their kernels on one thread (:func:`threads_for`). Default add
-#: (4,096-row bank, k = 819, d = 384), 2 cores, one thread against two: 32 rows 4.1 ms against
-#: 12.5, 256 rows 26 against 38, 1,024 rows 97 against 108; 32,768 rows 2.9-3.7 s against 2.6-2.9
+#: Batches of fewer rows run the gather on the calling thread
+#: (``weighted_neighbour_mean_serial``): numpy's BLAS threads spin for a while after each
+#: product, and waking numba's threads beside them stalled a small batch by 8-16 ms on 2 cores
+#: (a one-row add took 17 ms, not 1.5). Results are the same either way: rows are independent.
 SERIAL_ROWS = 1024
-
-
-@contextmanager
-def threads_for(rows):
-    """Run the kernels called inside on one thread when the batch has fewer than
-    ``SERIAL_ROWS`` rows (numba's thread count is per calling thread, so other threads are not
-    affected). numpy's BLAS threads spin for a while after each product; waking numba's threads
-    beside them stalled a small batch by 8-16 ms on 2 cores (a one-row add took 17 ms, not 1.5).
-    Results are the same either way: rows are independent and each is computed alike."""
-    if rows >= SERIAL_ROWS:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 #: The gather reads the bank in blocks of about this many bytes (a block stays in the L3 cache

@@ -11,7 +11,13 @@ For a gallery row ``x`` (unit) and a bank ``B`` (``M x d``, unit rows):
   with ``W = X B^T``: an affine map, O(d^2) per vector whatever M. Its degree is
   ``x . b_mean - mu``, the mean centred edge weight.
 
-Three ways to the offsets of one bank, the same result to float32 rounding (``benchmarks/
+The default since 0.7, for an exact bank and a pool of at least ``PRODUCT_MIN_POOL``: the same
+offset computed in the bank's top ``n_components`` uncentred principal directions
+(:func:`reduced_offsets`, docs/science.md §1f), 4.7x less arithmetic per row at d = 384; not the
+exact offset, but its projection onto those directions over a pool chosen by the projected
+similarities. ``n_components=None`` takes the exact paths below.
+
+Three exact ways to the offsets of one bank, the same result to float32 rounding (``benchmarks/
 dense_crossover.py`` timed them side by side on banks of 2k, 4k, 20k and 100k rows, pools
 0.001-0.2):
 

@@ -178,12 +178,13 @@ def test_a_rows_correction_does_not_depend_on_the_batch_it_came_in(rng, banks, v
     """Bit for bit, on every BLAS kernel: one row at a time, odd batch sizes and one batch store
     the same vectors when each batch gives the position of its first row (``start``): every
     product runs over the row's fixed block of the grid, on one BLAS thread. Batches under
-    SERIAL_ROWS run the gather and combine kernels on one thread, larger ones on all; the block
-    pool runs one worker or several. ``n_components=8``: the reduced path (d = 24), 8 the exact
-    one."""
-    from invgc_faiss import kernels
+    SERIAL_ROWS run the gather on one thread, larger ones on all; batches under CHUNK_ROWS
+    combine on the calling thread, larger ones in chunks on the pool; the block pool runs one
+    worker or several. ``n_components=8``: the reduced path (d = 24), None the exact one."""
+    from invgc_faiss import kernels, row_blocks
     import numba
     monkeypatch.setattr(kernels, "SERIAL_ROWS", 10)  # sizes 1 and 7 serial, the rest parallel
+    monkeypatch.setattr(row_blocks, "CHUNK_ROWS", 10)  # the same for the per-row kernels
     threads = numba.get_num_threads()
     x, bank_g, bank_q = (random_unit(rng, n, 24) for n in (300, 300, 200))
     given = {"query_bank": bank_q, "gallery_bank": bank_g if banks == "both" else None}
