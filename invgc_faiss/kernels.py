@@ -106,9 +106,9 @@ def _weighted_neighbour_mean(bank, sims, nbrs, offsets, degrees, found, block_ro
                 offsets[i, c] = acc[r, c] * inv
 
 
-#: :func:`_weighted_neighbour_mean` over all numba threads (``prange``), and on the calling
-#: thread alone (``nogil``; the first call of any parallel kernel costs a process 0.35 s of
-#: numba's parallel runtime start, which a fit's few hundred probe rows need not pay)
+#: :func:`_weighted_neighbour_mean` over all numba threads (``prange``), and compiled from the
+#: same body for the calling thread alone (``nogil``), for batches under :data:`SERIAL_ROWS`
+#: rows such as the fit's few hundred probe rows
 weighted_neighbour_mean = njit(parallel=True, cache=True)(_weighted_neighbour_mean)
 weighted_neighbour_mean_serial = njit(cache=True, nogil=True)(_weighted_neighbour_mean)
 
